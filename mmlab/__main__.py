@@ -1,0 +1,5 @@
+import sys
+
+from mmlab.cli import main
+
+sys.exit(main())

@@ -1,0 +1,61 @@
+"""Modality imbalance measures: MIR and DMC (ReconBoost, Appendix D.3) and the
+"joint-only" per-modality accuracy of a trained joint model.
+
+MIR(i, j) = Acc_i / Acc_j for strong modality i and weak modality j (Eq. 26/27), with the
+accuracies of linear probes on the (frozen) encoders. DMC(i, j) = MIR_mul / MIR_uni (Eq. 28).
+For three modalities Eq. 29 takes the cube root of a product over modality pairs. Read
+literally over *ordered* pairs the product is identically 1 (DMC(m,n) * DMC(n,m) = 1), so
+we take each unordered pair once, oriented strong -> weak by the unimodal accuracy, and
+the cube root of the three values: the geometric mean the paper describes.
+"""
+from __future__ import annotations
+
+from itertools import combinations
+from typing import Dict
+
+import numpy as np
+import torch
+
+
+def mir(acc_strong: float, acc_weak: float) -> float:
+    if acc_weak <= 0:
+        raise ValueError(f"MIR needs a positive weak-modality accuracy, got {acc_weak}")
+    return acc_strong / acc_weak
+
+
+def _pairs(uni: Dict[str, float]):
+    """Unordered modality pairs, each as (strong, weak) by unimodal accuracy."""
+    for a, b in combinations(sorted(uni), 2):
+        yield (a, b) if uni[a] >= uni[b] else (b, a)
+
+
+def dmc(uni: Dict[str, float], mul: Dict[str, float]) -> float:
+    """Degree of modality competition; geometric mean over pairs for > 2 modalities."""
+    if set(uni) != set(mul) or len(uni) < 2:
+        raise ValueError(f"DMC needs the same >= 2 modalities in both, got {sorted(uni)} and {sorted(mul)}")
+    vals = [mir(mul[s], mul[w]) / mir(uni[s], uni[w]) for s, w in _pairs(uni)]
+    return float(np.exp(np.mean(np.log(vals))))
+
+
+def mir_table(uni: Dict[str, float], mul: Dict[str, float]) -> dict:
+    """MIR_uni, MIR_mul (geometric mean over pairs) and DMC, as in ReconBoost Table 11."""
+    pairs = list(_pairs(uni))
+    gm = lambda xs: float(np.exp(np.mean(np.log(xs))))
+    return {"mir_uni": gm([mir(uni[s], uni[w]) for s, w in pairs]),
+            "mir_mul": gm([mir(mul[s], mul[w]) for s, w in pairs]),
+            "dmc": dmc(uni, mul)}
+
+
+@torch.no_grad()
+def joint_only_accuracy(model, loader) -> Dict[str, float]:
+    """Accuracy of the trained joint model when only modality m is seen (the other
+    modalities' features zeroed before fusion), per modality. It measures how much the
+    fusion head uses m, which is often a larger loss than the encoder's own."""
+    model.eval()
+    correct, n = {m: 0 for m in model.modalities}, 0
+    for batch in loader:
+        feats = model.encode(batch)
+        for m in model.modalities:
+            correct[m] += int((model.fusion.zeroed(feats, m).argmax(1) == batch["label"]).sum())
+        n += len(batch["label"])
+    return {m: c / n for m, c in correct.items()}

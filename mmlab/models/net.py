@@ -1,0 +1,70 @@
+"""MultimodalNet: one encoder per modality, then a fusion module that yields logits."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Optional
+
+import torch
+from torch import nn
+
+from mmlab.models.encoders import ENCODERS
+from mmlab.models.fusion import FUSIONS
+
+
+@dataclass
+class ModelOutput:
+    logits: torch.Tensor                      # [B, C] fused
+    per_modality: Dict[str, torch.Tensor]     # modality -> [B, C]
+    features: Dict[str, torch.Tensor]         # modality -> [B, D_m]
+
+
+class MultimodalNet(nn.Module):
+    def __init__(self, encoders: Dict[str, nn.Module], fusion: nn.Module, mask_order=None):
+        super().__init__()
+        self.encoders = nn.ModuleDict(encoders)
+        self.fusion = fusion
+        self.modalities = list(encoders)
+        # column order of batch["mask"]: the dataset's modality order
+        self.mask_order = list(mask_order or self.modalities)
+
+    def encode(self, batch: dict, modalities=None) -> Dict[str, torch.Tensor]:
+        """Features per modality, [B, D_m]; a modality absent for a sample (batch["mask"],
+        [B, M] in the dataset's modality order) has its features zeroed."""
+        feats = {m: self.encoders[m](batch[m]) for m in (modalities or self.modalities)}
+        mask: Optional[torch.Tensor] = batch.get("mask")
+        if mask is not None:
+            for m in feats:
+                col = mask[:, self.mask_order.index(m)]      # [B] bool, True = present
+                feats[m] = feats[m] * col.unsqueeze(1).to(feats[m].dtype)
+        return feats
+
+    def head(self, feats: Dict[str, torch.Tensor]) -> ModelOutput:
+        return ModelOutput(self.fusion(feats), self.fusion.per_modality(feats), feats)
+
+    def forward(self, batch: dict) -> ModelOutput:
+        return self.head(self.encode(batch))
+
+
+def build_model(info, fusion: str = "concat", modalities=None, encoders: Optional[dict] = None,
+                feature_dim: int = 128, head: str = "linear", encoder_options: Optional[dict] = None) -> MultimodalNet:
+    """Build encoders for `modalities` (default: all of the dataset's) and a fusion.
+
+    info: a DatasetInfo; encoders overrides the default encoder name per modality
+    (e.g. {"audio": "gru"}); encoder_options adds kwargs per modality.
+    """
+    modalities = list(modalities or info.modality_names)
+    for m in modalities:
+        if m not in info.modalities:
+            raise KeyError(f"dataset {info.name!r} has no modality {m!r}; it has {info.modality_names}")
+    if fusion in ("film", "gated", "concat", "sum", "late") and len(modalities) < 2:
+        raise ValueError(f"fusion {fusion!r} needs at least two modalities, got {modalities}")
+    encs = {}
+    for m in modalities:
+        name, kwargs = info.encoders[m]
+        if encoders and m in encoders:
+            name, kwargs = encoders[m], dict(kwargs)
+        kwargs = {**kwargs, **((encoder_options or {}).get(m, {}))}
+        kwargs.setdefault("out_dim", feature_dim)
+        encs[m] = ENCODERS.get(name)(**kwargs)
+    dims = {m: e.out_dim for m, e in encs.items()}
+    return MultimodalNet(encs, FUSIONS.get(fusion)(dims, info.num_classes, head=head), info.modality_names)

@@ -1,0 +1,136 @@
+"""`mmlab.run(config) -> Result`: train, evaluate, probe, and cache the result on disk.
+
+The cache key is a hash of the whole config and of the code version (mmlab version plus a
+hash of every mmlab source file), so a changed config or changed code never gets a stale
+result. Results are written atomically as JSON under $MMLAB_CACHE/runs/.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import time
+from dataclasses import asdict, dataclass, field, fields
+from typing import Optional
+
+import numpy as np
+import torch
+
+from mmlab.analysis import classification_metrics, joint_only_accuracy, probe_encoders
+from mmlab.data import load_dataset
+from mmlab.data.base import BatchLoader
+from mmlab.methods import METHODS
+from mmlab.train import TrainConfig, Trainer
+from mmlab.utils import atomic_write_json, cache_root, code_version, stable_hash
+
+
+@dataclass
+class RunConfig:
+    dataset: str
+    method: str
+    seed: int = 0
+    epochs: int = 10
+    batch_size: int = 64
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    device: str = "auto"
+    amp: str = "auto"
+    val_fraction: float = 0.1
+    dataset_options: dict = field(default_factory=dict)   # e.g. {"image_patch": 14}
+    method_options: dict = field(default_factory=dict)    # e.g. {"modality": "image", "feature_dim": 64}
+    probe: bool = True                                    # linear probes, trained and random encoders
+    probe_max_train: Optional[int] = 10000
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def hash(self) -> str:
+        return stable_hash({"config": self.to_dict(), "code": code_version()})
+
+    def train_config(self, **extra) -> TrainConfig:
+        names = {f.name for f in fields(TrainConfig)}
+        return TrainConfig(**{k: v for k, v in self.to_dict().items() if k in names}, **extra)
+
+
+@dataclass
+class Result:
+    config: dict
+    config_hash: str
+    code_version: str
+    metrics: dict            # {"val": {...}, "test": {acc, map, f1, per_modality, joint_only}}
+    probe: dict              # modality -> linear-probe test accuracy (trained encoder)
+    probe_random: dict       # modality -> the same probe on a randomly initialised encoder
+    history: list
+    best_epoch: int
+    wall_s: float
+    device: str
+    cached: bool = False
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d.update(dataset=self.config["dataset"], method=self.config["method"], seed=self.config["seed"])
+        return d
+
+
+def build_method(cfg: RunConfig, info, train_cfg):
+    cls = METHODS.get(cfg.method)
+    try:
+        return cls(info, train_cfg, **cfg.method_options)
+    except TypeError as e:
+        params = [p for c in cls.__mro__ if "__init__" in vars(c)
+                  for p in inspect.signature(c.__init__).parameters if p not in ("self", "info", "train_cfg", "kw")]
+        raise TypeError(f"method {cfg.method!r} rejected options {cfg.method_options}: {e}. "
+                        f"Accepted options: {sorted(set(params))}") from None
+
+
+def _cache_path(key: str):
+    return cache_root() / "runs" / f"{key}.json"
+
+
+def run(cfg: RunConfig, cache: bool = True, progress: bool = False, checkpoint_dir: Optional[str] = None,
+        resume: bool = False) -> Result:
+    """Train cfg.method on cfg.dataset and evaluate; cached by (config, code version)."""
+    key = cfg.hash()
+    path = _cache_path(key)
+    if cache and path.exists():
+        return load_result_json({**json.loads(path.read_text()), "cached": True})
+    t0 = time.perf_counter()
+    splits = load_dataset(cfg.dataset, seed=cfg.seed, val_fraction=cfg.val_fraction, **cfg.dataset_options)
+    tcfg = cfg.train_config(progress=progress, checkpoint_dir=checkpoint_dir, resume=resume)
+    method = build_method(cfg, splits.info, tcfg)
+    trainer = Trainer(method, splits, tcfg).fit()
+    metrics = {"val": trainer.history[trainer.best["epoch"]]["val"] if trainer.history else {},
+               "test": evaluate_test(trainer, splits)}
+    probe, probe_random = {}, {}
+    if cfg.probe:
+        probe = probe_encoders(trainer.model, splits, max_train=cfg.probe_max_train, seed=cfg.seed,
+                               device=trainer.device)
+        torch.manual_seed(cfg.seed)          # the same initialisation the trained model started from
+        fresh = method.build_model().to(trainer.device)
+        probe_random = probe_encoders(fresh, splits, max_train=cfg.probe_max_train, seed=cfg.seed,
+                                      device=trainer.device)
+    result = Result(cfg.to_dict(), key, code_version(), metrics, probe, probe_random, trainer.history,
+                    trainer.best["epoch"], time.perf_counter() - t0, str(trainer.device))
+    if cache:
+        atomic_write_json(result.to_json() | {"cached": False}, path)
+    return result
+
+
+def evaluate_test(trainer: Trainer, splits) -> dict:
+    """Test metrics of the validation-selected model: fused acc / mAP / macro-F1,
+    per-modality accuracy (the method's own per-modality predictions) and joint-only
+    accuracy (other modalities' features zeroed) for multimodal models."""
+    p = trainer.predict(splits.test)
+    y = p["labels"]
+    out = classification_metrics(p["logits"], y)
+    out["per_modality"] = {m: float((z.argmax(1) == y).mean()) for m, z in p["per_modality"].items()}
+    if len(trainer.model.modalities) > 1:
+        loader = BatchLoader(splits.test, trainer.cfg.eval_batch_size, device=trainer.device)
+        out["joint_only"] = joint_only_accuracy(trainer.model, loader)
+    return out
+
+
+def load_result_json(d: dict) -> Result:
+    keep = {f.name for f in fields(Result)}
+    return Result(**{k: v for k, v in d.items() if k in keep})

@@ -1,0 +1,213 @@
+"""The Trainer: devices, AMP, seeding, progress, history, validation-based selection,
+atomic checkpoints and exact resume, for every Method (see mmlab.methods.base)."""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from mmlab.data.base import BatchLoader, MMData, Splits
+from mmlab.utils import atomic_torch_save, select_device
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or infinite; the message names method, epoch and step."""
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 64
+    optimizer: str = "adam"          # sgd | adam | adamw
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    seed: int = 0
+    device: str = "auto"             # auto (CUDA, then MPS, then CPU) | cpu | cuda | cuda:1 | mps
+    amp: str = "auto"                # auto: on for CUDA only | on | off ("on" on CPU uses bfloat16)
+    eval_batch_size: int = 512
+    progress: bool = False
+    checkpoint_dir: Optional[str] = None
+    resume: bool = False
+    validate: bool = True            # False: no per-epoch validation; the last epoch is kept
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class _Meter:
+    """Running train loss and accuracies, kept on the device (no per-step host sync)."""
+
+    def __init__(self, device):
+        self.device, self.reset_called = device, True
+        self.reset()
+
+    def reset(self):
+        self.loss = torch.zeros((), device=self.device)
+        self.correct: Dict[str, torch.Tensor] = {}
+        self.n, self.steps = 0, 0
+
+    def update(self, out, y, loss):
+        self.loss += loss.detach().float()
+        self.steps += 1
+        self.n += len(y)
+        preds = {"fused": out.logits, **out.per_modality}
+        for k, z in preds.items():
+            c = (z.detach().argmax(1) == y).sum()
+            self.correct[k] = self.correct.get(k, 0) + c
+
+    def summary(self) -> dict:
+        if self.steps == 0:
+            return {}
+        acc = {k: float(v) / self.n for k, v in self.correct.items()}
+        return {"loss": float(self.loss) / self.steps, "acc": acc.pop("fused"), "per_modality": acc}
+
+
+class Trainer:
+    def __init__(self, method, splits: Splits, cfg: TrainConfig, train_transform=None, eval_transform=None):
+        self.method, self.splits, self.cfg = method, splits, cfg
+        self.device = select_device(cfg.device)
+        self.amp = cfg.amp == "on" or (cfg.amp == "auto" and self.device.type == "cuda")
+        self.amp_dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
+        self.train_transform, self.eval_transform = train_transform, eval_transform
+        self.history: List[dict] = []
+        self.epoch, self.step = 0, 0
+        self.best = {"epoch": -1, "score": -math.inf, "state": None}
+        self.model = None
+
+    # --- helpers used by methods ------------------------------------------------------------
+    def autocast(self):
+        if not self.amp:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def check_finite(self, loss: torch.Tensor) -> None:
+        if not bool(torch.isfinite(loss.detach()).all()):
+            raise NonFiniteLossError(
+                f"method {self.method.name!r}: loss is {float(loss.detach().float().mean())} at epoch "
+                f"{self.epoch}, step {self.step}; lower the learning rate, check the inputs for "
+                f"NaN/inf, or try amp='off'. Checkpoints up to the last finished epoch are kept.")
+
+    def optimize(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+        """zero_grad, (scaled) backward, method.on_after_backward (grads unscaled), step."""
+        self.check_finite(loss)
+        optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(optimizer)
+        self.method.on_after_backward(self, optimizer)
+        self.scaler.step(optimizer)
+        self.scaler.update()
+        self.step += 1
+
+    def log_batch(self, out, batch, loss) -> None:
+        self.meter.update(out, batch["label"], loss)
+
+    def progress(self, loader, epoch: int):
+        if not self.cfg.progress:
+            return loader
+        return tqdm(loader, desc=f"{self.method.name} epoch {epoch + 1}/{self.cfg.epochs}", leave=False)
+
+    def loader(self, data: MMData, train: bool) -> BatchLoader:
+        if train:
+            return BatchLoader(data, self.cfg.batch_size, shuffle=True, seed=self.cfg.seed,
+                               transform=self.train_transform, device=self.device)
+        return BatchLoader(data, self.cfg.eval_batch_size, transform=self.eval_transform, device=self.device)
+
+    # --- fit -----------------------------------------------------------------------------
+    def setup(self) -> None:
+        torch.manual_seed(self.cfg.seed)
+        self.model = self.method.build_model().to(self.device)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp)
+        self.meter = _Meter(self.device)
+        self.method.on_fit_start(self)
+
+    def fit(self) -> "Trainer":
+        self.setup()
+        start = self._maybe_resume()
+        train_loader = self.loader(self.splits.train, train=True)
+        for epoch in range(start, self.cfg.epochs):
+            self.epoch = epoch
+            # Seed per epoch: dropout/noise of epoch e is independent of how we got here,
+            # so resuming from a checkpoint replays exactly the uninterrupted run.
+            torch.manual_seed(self.cfg.seed * 100_003 + epoch)
+            train_loader.set_epoch(epoch)
+            self.model.train()
+            self.meter.reset()
+            t0 = time.perf_counter()
+            self.method.on_epoch_start(self, epoch)
+            self.method.train_epoch(self, train_loader, epoch)
+            self.method.on_epoch_end(self, epoch)
+            self._end_epoch(epoch, time.perf_counter() - t0)
+        if self.best["state"] is not None:
+            self.model.load_state_dict(self.best["state"])
+        return self
+
+    def _end_epoch(self, epoch: int, train_s: float) -> None:
+        val = self.evaluate(self.splits.val) if self.cfg.validate else {}
+        row = {"epoch": epoch, "train_s": train_s, "train": self.meter.summary(), "val": val}
+        self.history.append(row)
+        if not self.cfg.validate:                                    # keep the last epoch
+            self.best = {"epoch": epoch, "score": -math.inf, "state": None}
+        elif val["acc"] > self.best["score"]:   # selection on val, never on test
+            state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+            self.best = {"epoch": epoch, "score": val["acc"], "state": state}
+            if self.cfg.checkpoint_dir:
+                atomic_torch_save(state, Path(self.cfg.checkpoint_dir) / "best.pt")
+        if self.cfg.checkpoint_dir:
+            self.save_checkpoint(Path(self.cfg.checkpoint_dir) / "last.pt", epoch)
+
+    # --- evaluation ------------------------------------------------------------------------
+    @torch.no_grad()
+    def predict(self, data: MMData) -> dict:
+        """Fused and per-modality logits (numpy, [N, C]) and labels [N] in eval mode."""
+        self.model.eval()
+        fused, per, ys = [], {}, []
+        for batch in self.loader(data, train=False):
+            with self.autocast():
+                out = self.method.predict(self.model, batch)
+            fused.append(out.logits.float().cpu())
+            for m, z in out.per_modality.items():
+                per.setdefault(m, []).append(z.float().cpu())
+            ys.append(batch["label"].cpu())
+        return {"logits": torch.cat(fused).numpy(), "labels": torch.cat(ys).numpy(),
+                "per_modality": {m: torch.cat(v).numpy() for m, v in per.items()}}
+
+    def evaluate(self, data: MMData) -> dict:
+        p = self.predict(data)
+        y = p["labels"]
+        loss = F.cross_entropy(torch.from_numpy(p["logits"]), torch.from_numpy(y)).item()
+        return {"loss": loss, "acc": float((p["logits"].argmax(1) == y).mean()),
+                "per_modality": {m: float((z.argmax(1) == y).mean()) for m, z in p["per_modality"].items()}}
+
+    # --- checkpoints -----------------------------------------------------------------------
+    def save_checkpoint(self, path: Path, epoch: int) -> None:
+        atomic_torch_save({
+            "epoch": epoch, "step": self.step, "model": self.model.state_dict(),
+            "method": self.method.state_dict(), "scaler": self.scaler.state_dict(),
+            "history": self.history, "best": self.best, "config": self.cfg.to_dict(),
+        }, path)
+
+    def _maybe_resume(self) -> int:
+        if not (self.cfg.resume and self.cfg.checkpoint_dir):
+            return 0
+        path = Path(self.cfg.checkpoint_dir) / "last.pt"
+        if not path.exists():
+            return 0
+        ck = torch.load(path, map_location=self.device, weights_only=True)
+        self.model.load_state_dict(ck["model"])
+        self.method.load_state_dict(ck["method"], self.model)
+        self.scaler.load_state_dict(ck["scaler"])
+        self.history, self.step = ck["history"], ck["step"]
+        best = ck["best"]
+        if best["state"] is not None:
+            best["state"] = {k: v.cpu() for k, v in best["state"].items()}
+        self.best = best
+        return ck["epoch"] + 1
