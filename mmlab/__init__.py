@@ -5,7 +5,7 @@ from mmlab.data import load_dataset, DATASETS  # noqa: E402
 from mmlab.methods import METHODS, Method, register  # noqa: E402
 from mmlab.models import build_model  # noqa: E402
 from mmlab.train import TrainConfig, Trainer, NonFiniteLossError  # noqa: E402
-from mmlab.run import RunConfig, Result, run  # noqa: E402
+from mmlab.runner import RunConfig, Result, run  # noqa: E402
 
 __all__ = ["__version__", "load_dataset", "DATASETS", "METHODS", "Method", "register", "build_model",
            "TrainConfig", "Trainer", "NonFiniteLossError", "RunConfig", "Result", "run"]

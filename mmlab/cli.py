@@ -55,7 +55,7 @@ def _table(r) -> str:
 
 
 def cmd_train(args) -> int:
-    from mmlab.run import RunConfig, run
+    from mmlab.runner import RunConfig, run
     mopts = dict(args.method_opt)
     if args.modality:
         mopts["modality"] = args.modality

@@ -121,13 +121,14 @@ class Method:
                 "extra": self.extra_state()}
 
     def load_state_dict(self, state: dict, model: nn.Module) -> None:
+        # Method state first: a stage-based method needs it to rebuild the optimizer of
+        # the current stage over the right parameters before loading that optimizer's state.
         self.load_extra_state(state["extra"])
+        self.optimizers = {k: self.make_named_optimizer(k, model) for k in state["optimizers"]}
         for k, s in state["optimizers"].items():
-            if k not in self.optimizers:   # created lazily by the method (e.g. per stage)
-                self.optimizers[k] = self.make_named_optimizer(k, model)
             self.optimizers[k].load_state_dict(s)
 
     def make_named_optimizer(self, key: str, model: nn.Module) -> torch.optim.Optimizer:
-        """Recreate an optimizer by name when resuming; methods that create optimizers
-        lazily override this."""
+        """Recreate optimizer `key` (over the same parameters as when it was saved) on
+        resume; methods that create optimizers per stage override this."""
         return self.configure_optimizers(model)[key]

@@ -134,3 +134,32 @@ def evaluate_test(trainer: Trainer, splits) -> dict:
 def load_result_json(d: dict) -> Result:
     keep = {f.name for f in fields(Result)}
     return Result(**{k: v for k, v in d.items() if k in keep})
+
+
+def _run_in_worker(cfg: RunConfig) -> dict:
+    torch.set_num_threads(1)     # n_jobs single-threaded workers beat one oversubscribed process
+    return run(cfg).to_json()
+
+
+def run_many(configs, n_jobs: int = 1, progress: bool = False) -> list:
+    """run() over many configs; cached ones return at once, the rest in `n_jobs`
+    processes (spawned, one torch thread each). Results come back in input order."""
+    configs = list(configs)
+    results: list = [None] * len(configs)
+    todo = []
+    for i, cfg in enumerate(configs):
+        path = _cache_path(cfg.hash())
+        if path.exists():
+            results[i] = load_result_json({**json.loads(path.read_text()), "cached": True})
+        else:
+            todo.append(i)
+    if n_jobs <= 1 or len(todo) <= 1:
+        for i in todo:
+            results[i] = run(configs[i], progress=progress)
+        return results
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+    with ProcessPoolExecutor(max_workers=n_jobs, mp_context=mp.get_context("spawn")) as ex:
+        for i, d in zip(todo, ex.map(_run_in_worker, [configs[i] for i in todo])):
+            results[i] = load_result_json(d)
+    return results

@@ -1,0 +1,99 @@
+"""Multi-seed studies built from cached runs: the imbalance table of every benchmark.
+
+`imbalance_study` trains, per seed, each modality alone (unimodal) and each joint
+method, and returns one row per (method, seed, modality) with the joint model's
+per-modality and joint-only accuracy, the linear probe of its encoder, the same probe on
+a random encoder, and the unimodal accuracy of that modality for the same seed.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Optional
+
+import numpy as np
+import pandas as pd
+
+from mmlab.data import load_dataset
+from mmlab.runner import RunConfig, run_many
+
+
+def study_configs(dataset: str, methods: Iterable[str], seeds: Iterable[int], **common) -> list:
+    modalities = load_dataset(dataset, **common.get("dataset_options", {})).info.modality_names
+    cfgs = []
+    for seed in seeds:
+        for m in modalities:
+            mo = {**common.get("method_options", {}), "modality": m}
+            cfgs.append(RunConfig(dataset=dataset, method="unimodal", seed=seed,
+                                  **{**common, "method_options": mo}))
+        for method in methods:
+            cfgs.append(RunConfig(dataset=dataset, method=method, seed=seed, **common))
+    return cfgs
+
+
+def imbalance_study(dataset: str, methods=("concat",), seeds=(0, 1, 2), n_jobs: int = 1,
+                    **common) -> pd.DataFrame:
+    """One row per (method, seed, modality); `common` goes to every RunConfig."""
+    results = run_many(study_configs(dataset, methods, seeds, **common), n_jobs=n_jobs)
+    uni = {(r.config["seed"], r.config["method_options"]["modality"]): r
+           for r in results if r.config["method"] == "unimodal"}
+    rows = []
+    for r in results:
+        t, seed = r.metrics["test"], r.config["seed"]
+        for m, acc in t["per_modality"].items():
+            u = uni[(seed, m)]
+            rows.append({"dataset": dataset, "method": r.config["method"], "seed": seed, "modality": m,
+                         "fused_acc": t["acc"], "per_modality_acc": acc,
+                         "joint_only_acc": t.get("joint_only", {}).get(m, acc),
+                         "probe": r.probe.get(m, np.nan), "probe_random": r.probe_random.get(m, np.nan),
+                         "unimodal_acc": u.metrics["test"]["acc"], "unimodal_probe": u.probe.get(m, np.nan),
+                         "wall_s": r.wall_s, "config_hash": r.config_hash})
+    return pd.DataFrame(rows)
+
+
+def summarize(df: pd.DataFrame, cols=("fused_acc", "per_modality_acc", "joint_only_acc", "probe",
+                                       "probe_random", "unimodal_acc")) -> pd.DataFrame:
+    """Mean and std over seeds per (dataset, method, modality)."""
+    g = df.groupby(["dataset", "method", "modality"], sort=False)[list(cols)]
+    return g.agg(["mean", "std"])
+
+
+def fmt_pm(mean: float, std: Optional[float], scale: float = 100.0, digits: int = 1) -> str:
+    """'mean ± std' in percent, as the book's tables print it."""
+    if std is None or np.isnan(std):
+        return f"{mean * scale:.{digits}f}"
+    return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}"
+
+
+def _print_summary(df: pd.DataFrame) -> None:
+    s = summarize(df)
+    for (ds, method, mod), row in s.iterrows():
+        cells = [f"{c}={fmt_pm(row[(c, 'mean')], row[(c, 'std')])}" for c in
+                 ("per_modality_acc", "joint_only_acc", "probe", "probe_random", "unimodal_acc")]
+        print(f"{ds:8s} {method:9s} {mod:6s} fused={fmt_pm(row[('fused_acc', 'mean')], row[('fused_acc', 'std')])} "
+              + " ".join(cells))
+
+
+def main(argv=None) -> None:
+    """`python -m mmlab.studies --dataset avmnist --epochs 10 --seeds 0 1 2 --n-jobs 2`"""
+    import argparse
+    import ast
+    p = argparse.ArgumentParser(prog="python -m mmlab.studies")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--methods", nargs="+", default=["concat"])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--n-jobs", type=int, default=1)
+    p.add_argument("--data-opt", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--csv", help="also write the per-seed rows here")
+    a = p.parse_args(argv)
+    dopts = {k: ast.literal_eval(v) for k, v in (o.split("=", 1) for o in a.data_opt)}
+    df = imbalance_study(a.dataset, a.methods, a.seeds, n_jobs=a.n_jobs, epochs=a.epochs,
+                         batch_size=a.batch_size, lr=a.lr, device="cpu", dataset_options=dopts)
+    if a.csv:
+        df.to_csv(a.csv, index=False)
+    _print_summary(df)
+
+
+if __name__ == "__main__":
+    main()

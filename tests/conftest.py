@@ -1,0 +1,18 @@
+import os
+
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _mmlab_cache(tmp_path_factory):
+    """Tests never touch the user's cache: one session-wide cache dir unless CI set one."""
+    if "MMLAB_CACHE" not in os.environ:
+        os.environ["MMLAB_CACHE"] = str(tmp_path_factory.mktemp("mmlab-cache"))
+    yield
+
+
+@pytest.fixture
+def run_cache(tmp_path, monkeypatch):
+    """A private cache dir for tests that count cache hits and misses."""
+    monkeypatch.setenv("MMLAB_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"

@@ -1,0 +1,102 @@
+"""mmlab.run caching and the command line."""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+import mmlab.runner as runmod
+from mmlab.runner import RunConfig, run
+
+CFG = dict(dataset="synthetic", method="concat", epochs=2, device="cpu", probe_max_train=500)
+
+
+def test_cache_hit_miss_and_invalidation(run_cache, monkeypatch):
+    cfg = RunConfig(**CFG)
+    first = run(cfg)
+    assert not first.cached
+    t0 = time.perf_counter()
+    again = run(cfg)
+    assert again.cached and time.perf_counter() - t0 < 1.0
+    assert again.metrics == first.metrics and again.probe == first.probe
+    assert again.config_hash == first.config_hash
+    # a changed config is a miss
+    other = run(RunConfig(**{**CFG, "seed": 1}))
+    assert not other.cached and other.config_hash != first.config_hash
+    # a changed code version is a miss too (never a stale result)
+    monkeypatch.setattr(runmod, "code_version", lambda: "9.9.9+other")
+    assert not run(cfg).cached
+    # cache files are complete JSON, no temp files left behind
+    files = list((run_cache / "runs").iterdir())
+    assert all(f.suffix == ".json" for f in files) and len(files) == 3
+    for f in files:
+        json.loads(f.read_text())
+
+
+def test_code_version_tracks_source(tmp_path, monkeypatch):
+    from mmlab.utils import code_version
+    v = code_version()
+    assert v.startswith("0.1.0+") and v == code_version()
+
+
+def test_no_cache_runs_are_identical(run_cache):
+    a, b = run(RunConfig(**CFG), cache=False), run(RunConfig(**CFG), cache=False)
+    assert a.metrics == b.metrics and a.probe == b.probe
+    assert not (run_cache / "runs").exists()
+
+
+def test_result_reports_probes_beside_random_and_joint_only(run_cache):
+    r = run(RunConfig(**CFG))
+    t = r.metrics["test"]
+    assert set(t) >= {"acc", "map", "f1", "per_modality", "joint_only"}
+    assert set(r.probe) == set(r.probe_random) == {"m0", "m1"}
+    assert r.probe["m0"] > r.probe["m1"]        # snr 3.0 vs 0.5
+
+
+def test_unknown_method_option_lists_accepted(run_cache):
+    with pytest.raises(TypeError, match="Accepted options"):
+        run(RunConfig(**{**CFG, "method_options": {"bogus": 1}}))
+
+
+def cli(*args, env_cache):
+    env = {**os.environ, "MMLAB_CACHE": str(env_cache)}
+    return subprocess.run([sys.executable, "-m", "mmlab", *args], capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+def test_cli_train_json_schema(tmp_path):
+    p = cli("train", "--dataset", "synthetic", "--method", "unimodal", "--modality", "m0", "--epochs", "1",
+            "--seed", "0", "--device", "cpu", "--json", "--no-cache", env_cache=tmp_path)
+    assert p.returncode == 0, p.stderr
+    d = json.loads(p.stdout)
+    assert d["dataset"] == "synthetic" and d["method"] == "unimodal" and d["seed"] == 0
+    assert isinstance(d["config_hash"], str) and d["wall_s"] > 0
+    assert 0 <= d["metrics"]["test"]["acc"] <= 1 and 0 <= d["metrics"]["val"]["acc"] <= 1
+    assert set(d["metrics"]["test"]["per_modality"]) == {"m0"} and set(d["probe"]) == {"m0"}
+
+
+def test_cli_table_and_options(tmp_path):
+    p = cli("train", "--dataset", "synthetic", "--method", "concat", "--epochs", "1", "--device", "cpu",
+            "--data-opt", "snr=(2.0,1.0)", "--method-opt", "feature_dim=32", env_cache=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "test acc" in p.stdout and "joint-only" in p.stdout and "m1" in p.stdout
+
+
+def test_cli_methods_lists_all(tmp_path):
+    p = cli("methods", env_cache=tmp_path)
+    names = [line.split()[0] for line in p.stdout.splitlines()]
+    assert {"unimodal", "concat", "sum", "film", "gated", "late"} <= set(names)
+
+
+@pytest.mark.parametrize("args,expect", [
+    (["--dataset", "nope", "--method", "concat"], "available: avmnist, cgm, mfeat, synthetic, watch"),
+    (["--dataset", "synthetic", "--method", "nope"], "unknown method 'nope'; available:"),
+    (["--dataset", "synthetic", "--method", "unimodal"], "needs modality"),
+    (["--dataset", "synthetic", "--method", "unimodal", "--modality", "audio"], "has no modality 'audio'"),
+    (["--dataset", "synthetic", "--method", "concat", "--data-opt", "colour=1"], "has no option"),
+])
+def test_cli_bad_input_is_a_clear_error(tmp_path, args, expect):
+    p = cli("train", *args, "--epochs", "1", "--no-cache", env_cache=tmp_path)
+    assert p.returncode == 2 and expect in p.stderr and "Traceback" not in p.stderr
