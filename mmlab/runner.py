@@ -137,8 +137,11 @@ def load_result_json(d: dict) -> Result:
 
 
 def _run_in_worker(cfg: RunConfig) -> dict:
-    torch.set_num_threads(1)     # n_jobs single-threaded workers beat one oversubscribed process
-    return run(cfg).to_json()
+    # n_jobs single-threaded workers beat one oversubscribed process (torch and BLAS alike)
+    from threadpoolctl import threadpool_limits
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        return run(cfg).to_json()
 
 
 def run_many(configs, n_jobs: int = 1, progress: bool = False) -> list:

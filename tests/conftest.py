@@ -16,3 +16,15 @@ def run_cache(tmp_path, monkeypatch):
     """A private cache dir for tests that count cache hits and misses."""
     monkeypatch.setenv("MMLAB_CACHE", str(tmp_path / "cache"))
     return tmp_path / "cache"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_thread():
+    """Small models on 2 shared cores run far faster single-threaded (no oversubscription)."""
+    import torch
+    from threadpoolctl import threadpool_limits
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        yield
+    torch.set_num_threads(n)

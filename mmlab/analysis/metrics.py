@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.metrics import accuracy_score, average_precision_score, f1_score
-from sklearn.preprocessing import label_binarize
 
 
 def accuracy(logits: np.ndarray, y: np.ndarray) -> float:
@@ -14,7 +13,8 @@ def mean_average_precision(logits: np.ndarray, y: np.ndarray) -> float:
     """Mean over classes of the average precision of that class's score (one-vs-rest),
     the mAP that AVE / Kinetics-Sounds papers report. Classes absent from y are skipped."""
     logits = np.asarray(logits, dtype=np.float64)
-    onehot = label_binarize(y, classes=np.arange(logits.shape[1]))
+    # not label_binarize: for 2 classes it returns a single column
+    onehot = (np.asarray(y).reshape(-1, 1) == np.arange(logits.shape[1])).astype(np.int64)
     present = onehot.sum(0) > 0
     return float(average_precision_score(onehot[:, present], logits[:, present], average="macro"))
 

@@ -1,6 +1,7 @@
 """MultimodalNet: one encoder per modality, then a fusion module that yields logits."""
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Dict, Optional
 
@@ -62,9 +63,17 @@ def build_model(info, fusion: str = "concat", modalities=None, encoders: Optiona
     for m in modalities:
         name, kwargs = info.encoders[m]
         if encoders and m in encoders:
-            name, kwargs = encoders[m], dict(kwargs)
+            # another encoder: keep only the dataset's input-shape kwargs it accepts
+            name = encoders[m]
+            accepted = inspect.signature(ENCODERS.get(name)).parameters
+            kwargs = {k: v for k, v in kwargs.items() if k in accepted}
         kwargs = {**kwargs, **((encoder_options or {}).get(m, {}))}
         kwargs.setdefault("out_dim", feature_dim)
-        encs[m] = ENCODERS.get(name)(**kwargs)
+        try:
+            encs[m] = ENCODERS.get(name)(**kwargs)
+        except TypeError as e:
+            raise TypeError(f"encoder {name!r} for modality {m!r} of {info.name!r} (input shape "
+                            f"{info.modalities[m]}): {e}; pass its arguments with "
+                            f"encoder_options={{{m!r}: {{...}}}}") from None
     dims = {m: e.out_dim for m, e in encs.items()}
     return MultimodalNet(encs, FUSIONS.get(fusion)(dims, info.num_classes, head=head), info.modality_names)
