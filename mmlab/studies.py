@@ -29,23 +29,45 @@ def study_configs(dataset: str, methods: Iterable[str], seeds: Iterable[int], **
     return cfgs
 
 
-def imbalance_study(dataset: str, methods=("concat",), seeds=(0, 1, 2), n_jobs: int = 1,
-                    **common) -> pd.DataFrame:
-    """One row per (method, seed, modality); `common` goes to every RunConfig."""
-    results = run_many(study_configs(dataset, methods, seeds, **common), n_jobs=n_jobs)
-    uni = {(r.config["seed"], r.config["method_options"]["modality"]): r
+def study_results(dataset: str, methods=("concat",), seeds=(0, 1, 2), n_jobs: int = 1, **common) -> list:
+    """mmlab Results of every unimodal and joint run of the study (cached)."""
+    return run_many(study_configs(dataset, methods, seeds, **common), n_jobs=n_jobs)
+
+
+def imbalance_frame(results) -> pd.DataFrame:
+    """One row per (method, seed, modality), joined with the same seed's unimodal run."""
+    uni = {(r.config["dataset"], r.config["seed"], r.config["method_options"]["modality"]): r
            for r in results if r.config["method"] == "unimodal"}
     rows = []
     for r in results:
-        t, seed = r.metrics["test"], r.config["seed"]
+        t, seed, ds = r.metrics["test"], r.config["seed"], r.config["dataset"]
         for m, acc in t["per_modality"].items():
-            u = uni[(seed, m)]
-            rows.append({"dataset": dataset, "method": r.config["method"], "seed": seed, "modality": m,
+            u = uni[(ds, seed, m)]
+            rows.append({"dataset": ds, "method": r.config["method"], "seed": seed, "modality": m,
                          "fused_acc": t["acc"], "per_modality_acc": acc,
                          "joint_only_acc": t.get("joint_only", {}).get(m, acc),
                          "probe": r.probe.get(m, np.nan), "probe_random": r.probe_random.get(m, np.nan),
                          "unimodal_acc": u.metrics["test"]["acc"], "unimodal_probe": u.probe.get(m, np.nan),
                          "wall_s": r.wall_s, "config_hash": r.config_hash})
+    return pd.DataFrame(rows)
+
+
+def imbalance_study(dataset: str, methods=("concat",), seeds=(0, 1, 2), n_jobs: int = 1,
+                    **common) -> pd.DataFrame:
+    """One row per (method, seed, modality); `common` goes to every RunConfig."""
+    return imbalance_frame(study_results(dataset, methods, seeds, n_jobs=n_jobs, **common))
+
+
+def mir_dmc_frame(df: pd.DataFrame, method: str = "concat", value: str = "probe",
+                  uni_value: str = "unimodal_probe") -> pd.DataFrame:
+    """MIR (uni and joint) and DMC per seed for one joint method (ReconBoost Table 11):
+    accuracies are linear probes of the frozen encoders by default."""
+    from mmlab.analysis import mir_table
+    rows = []
+    for (ds, seed), g in df[df["method"] == method].groupby(["dataset", "seed"]):
+        uni = dict(zip(g["modality"], g[uni_value]))
+        mul = dict(zip(g["modality"], g[value]))
+        rows.append({"dataset": ds, "method": method, "seed": seed, **mir_table(uni, mul)})
     return pd.DataFrame(rows)
 
 
@@ -97,3 +119,16 @@ def main(argv=None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def history_frame(results) -> pd.DataFrame:
+    """Per-epoch validation accuracy of each modality, long format
+    (dataset, method, seed, epoch, modality, val_acc), from mmlab Results."""
+    rows = []
+    for r in results:
+        c = r.config
+        for h in r.history:
+            for m, acc in h["val"].get("per_modality", {}).items():
+                rows.append({"dataset": c["dataset"], "method": c["method"], "seed": c["seed"],
+                             "epoch": h["epoch"] + 1, "modality": m, "val_acc": acc})
+    return pd.DataFrame(rows)

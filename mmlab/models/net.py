@@ -34,6 +34,9 @@ class MultimodalNet(nn.Module):
         feats = {m: self.encoders[m](batch[m]) for m in (modalities or self.modalities)}
         mask: Optional[torch.Tensor] = batch.get("mask")
         if mask is not None:
+            if mask.shape[1] != len(self.mask_order):
+                raise ValueError(f"batch['mask'] has {mask.shape[1]} columns; expected one per dataset "
+                                 f"modality {self.mask_order} (build MissingModality with all of them)")
             for m in feats:
                 col = mask[:, self.mask_order.index(m)]      # [B] bool, True = present
                 feats[m] = feats[m] * col.unsqueeze(1).to(feats[m].dtype)
