@@ -41,6 +41,7 @@ class RunConfig:
     method_options: dict = field(default_factory=dict)    # e.g. {"modality": "image", "feature_dim": 64}
     probe: bool = True                                    # linear probes, trained and random encoders
     probe_max_train: Optional[int] = 10000
+    train_subset: Optional[int] = None                    # stratified seeded subsample of train (smoke runs)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -97,6 +98,8 @@ def run(cfg: RunConfig, cache: bool = True, progress: bool = False, checkpoint_d
         return load_result_json({**json.loads(path.read_text()), "cached": True})
     t0 = time.perf_counter()
     splits = load_dataset(cfg.dataset, seed=cfg.seed, val_fraction=cfg.val_fraction, **cfg.dataset_options)
+    if cfg.train_subset:
+        splits = subsample_train(splits, cfg.train_subset, cfg.seed)
     tcfg = cfg.train_config(progress=progress, checkpoint_dir=checkpoint_dir, resume=resume)
     method = build_method(cfg, splits.info, tcfg)
     trainer = Trainer(method, splits, tcfg).fit()
@@ -115,6 +118,17 @@ def run(cfg: RunConfig, cache: bool = True, progress: bool = False, checkpoint_d
     if cache:
         atomic_write_json(result.to_json() | {"cached": False}, path)
     return result
+
+
+def subsample_train(splits, n: int, seed: int):
+    """The same splits with a stratified, seeded subsample of n training samples."""
+    from dataclasses import replace
+    from sklearn.model_selection import train_test_split
+    if n >= len(splits.train):
+        return splits
+    idx, _ = train_test_split(np.arange(len(splits.train)), train_size=n, random_state=seed,
+                              stratify=splits.train.y.numpy())
+    return replace(splits, train=splits.train.subset(np.sort(idx)))
 
 
 def evaluate_test(trainer: Trainer, splits) -> dict:

@@ -12,7 +12,6 @@ from typing import Dict, List, Optional
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from mmlab.data.base import BatchLoader, MMData, Splits
 from mmlab.utils import atomic_torch_save, select_device
@@ -113,6 +112,7 @@ class Trainer:
     def progress(self, loader, epoch: int):
         if not self.cfg.progress:
             return loader
+        from tqdm.auto import tqdm   # imported lazily: tqdm.auto warns in kernels without ipywidgets
         return tqdm(loader, desc=f"{self.method.name} epoch {epoch + 1}/{self.cfg.epochs}", leave=False)
 
     def loader(self, data: MMData, train: bool) -> BatchLoader:

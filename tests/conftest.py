@@ -28,3 +28,13 @@ def _one_thread():
     with threadpool_limits(1):
         yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def smoke_book(tmp_path_factory):
+    """The whole book built once in the smoke profile (papermill + Jupyter Book 1.x);
+    shared by the notebook tests and the browser test."""
+    from mmlab import book
+    build_dir = tmp_path_factory.mktemp("book") / "_build"
+    timings = book.build("smoke", build_dir=build_dir, params={"n_jobs": 2})
+    return build_dir, timings

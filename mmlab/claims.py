@@ -1,0 +1,281 @@
+"""The claims ledger: paper claims as executable checks over multi-seed results.
+
+Each notebook states the claims it tests as :class:`Claim` objects built from per-seed paired
+differences; the verdict is computed by ONE rule (:data:`RULE`, applied by :func:`verdict`),
+never passed in. A notebook keeps a :class:`Ledger`, saves it next to its results, and the
+book's claims page reads every ledger with :meth:`Ledger.load_all`.
+
+>>> led = Ledger("01-avmnist")
+>>> d = paired_diffs(df, {"method": "unimodal", "modality": "image"},
+...                  {"method": "concat", "modality": "image"}, value="probe_acc")   # doctest: +SKIP
+>>> led.check("01-avmnist-weak-encoder", "ReconBoost", "Table 5 / Sec. 4.3",
+...           "The weak modality's encoder trained jointly is worse than trained alone (linear probe)",
+...           dataset="AV-MNIST", measure="probe(unimodal) - probe(concat), image", diffs=d)  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from mmlab.utils import atomic_write_json
+
+__all__ = ["RULE", "VERDICTS", "ALPHA", "MIN_SEEDS", "DEFAULT_MIN_EFFECT", "Claim", "check", "verdict",
+           "paired_diffs", "Ledger", "verdict_counts", "COLUMNS"]
+
+REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
+VERDICTS = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE)
+ALPHA = 0.05
+MIN_SEEDS = 3
+DEFAULT_MIN_EFFECT = 0.01
+
+RULE = (
+    "Each claim is tested on per-seed paired differences d_1..d_n, signed so that a positive d is the "
+    "effect the paper claims (e.g. d = accuracy(method) - accuracy(baseline) on the same seed), against a "
+    "minimum effect size min_effect (default 0.01, one accuracy point on a 0..1 scale). "
+    "(1) If n < 3 the verdict is 'inconclusive' (too few seeds). "
+    "(2) Otherwise compute the mean and sample standard deviation of d and two one-sided one-sample t-tests "
+    "(scipy.stats.ttest_1samp): p_value for H1: mean > 0, and p_below for H1: mean < min_effect. "
+    "(3) 'reproduced' if mean >= min_effect and p_value < 0.05: the effect is at least min_effect on "
+    "average and confidently positive. "
+    "(4) 'not reproduced' if p_below < 0.05: the effect is confidently smaller than min_effect, which "
+    "includes no effect and the reverse effect. "
+    "(5) Otherwise 'inconclusive' (too noisy to tell). "
+    "Zero variance (all d equal up to float rounding, so the t-test is undefined): 'reproduced' if the common value is >= "
+    "min_effect and > 0, else 'not reproduced'; both p-values are then reported as missing (NaN). "
+    "The verdict is always computed from the differences, never entered by hand."
+)
+
+
+def verdict(diffs, min_effect: float = DEFAULT_MIN_EFFECT) -> dict:
+    """Apply :data:`RULE`: returns n, mean, std, p_value (H1: mean > 0), p_below (H1: mean <
+    min_effect) and verdict."""
+    d = np.asarray([float(x) for x in diffs], dtype=float)
+    if d.ndim != 1:
+        raise ValueError("diffs must be a flat sequence of numbers")
+    if not np.all(np.isfinite(d)):
+        raise ValueError(f"diffs must be finite numbers; got {d.tolist()}")
+    min_effect = float(min_effect)
+    if not (math.isfinite(min_effect) and min_effect >= 0):
+        raise ValueError(f"min_effect must be a finite number >= 0; got {min_effect}")
+    n = int(d.size)
+    mean = float(d.mean()) if n else math.nan
+    std = float(d.std(ddof=1)) if n > 1 else math.nan
+    out = {"n": n, "mean": mean, "std": std, "p_value": math.nan, "p_below": math.nan}
+    if n < MIN_SEEDS:
+        return {**out, "verdict": INCONCLUSIVE}
+    if np.ptp(d) <= 1e-12 * max(1.0, abs(mean)):  # zero variance (up to float rounding): no t statistic
+        std = 0.0
+        ok = mean >= min_effect and mean > 0
+        return {**out, "std": std, "verdict": REPRODUCED if ok else NOT_REPRODUCED}
+    p_value = float(stats.ttest_1samp(d, 0.0, alternative="greater").pvalue)
+    p_below = float(stats.ttest_1samp(d, min_effect, alternative="less").pvalue)
+    if mean >= min_effect and p_value < ALPHA:
+        v = REPRODUCED
+    elif p_below < ALPHA:
+        v = NOT_REPRODUCED
+    else:
+        v = INCONCLUSIVE
+    return {**out, "p_value": p_value, "p_below": p_below, "verdict": v}
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One paper claim tested on our results. The statistics and the verdict are computed from
+    `diffs` and `min_effect` when the claim is created (they cannot be passed in)."""
+    id: str
+    paper: str
+    source: str
+    statement: str
+    dataset: str
+    measure: str
+    diffs: list
+    min_effect: float = DEFAULT_MIN_EFFECT
+    notebook: str = ""
+    n: int = field(init=False)
+    mean: float = field(init=False)
+    std: float = field(init=False)
+    p_value: float = field(init=False)
+    p_below: float = field(init=False)
+    verdict: str = field(init=False)
+
+    def __post_init__(self):
+        if not str(self.id).strip():
+            raise ValueError("a claim needs a non-empty id")
+        diffs = [float(x) for x in self.diffs]
+        object.__setattr__(self, "diffs", diffs)
+        object.__setattr__(self, "min_effect", float(self.min_effect))
+        for k, v in verdict(diffs, self.min_effect).items():
+            object.__setattr__(self, k, v)
+
+    _INPUTS = ("id", "paper", "source", "statement", "dataset", "measure", "diffs", "min_effect", "notebook")
+
+    def inputs(self) -> dict:
+        """The fields a claim is built from (everything else is computed)."""
+        return {k: getattr(self, k) for k in self._INPUTS}
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Claim":
+        """Rebuild from saved inputs; any saved statistics or verdict are ignored and recomputed."""
+        missing = [k for k in cls._INPUTS if k not in d and k not in ("min_effect", "notebook")]
+        if missing:
+            raise ValueError(f"saved claim lacks {missing}: {d.get('id', d)!r}")
+        return cls(**{k: d[k] for k in cls._INPUTS if k in d})
+
+    def effect(self, scale: float | None = None) -> str:
+        """'mean ± std' of the differences; with scale (e.g. 100) in points of that unit."""
+        if self.n == 0:
+            return "—"
+        if scale is None:
+            return f"{self.mean:+.3g} ± {self.std:.2g}"
+        return f"{self.mean * scale:+.1f} ± {self.std * scale:.1f}"
+
+
+def check(id: str, paper: str, source: str, statement: str, dataset: str, measure: str, diffs,
+          min_effect: float = DEFAULT_MIN_EFFECT, notebook: str = "") -> Claim:
+    """Create a :class:`Claim`; its verdict follows :data:`RULE`."""
+    return Claim(id=id, paper=paper, source=source, statement=statement, dataset=dataset, measure=measure,
+                 diffs=list(diffs), min_effect=min_effect, notebook=notebook)
+
+
+def _select(df: pd.DataFrame, sel: dict, name: str) -> pd.DataFrame:
+    mask = pd.Series(True, index=df.index)
+    for k, v in sel.items():
+        if k not in df.columns:
+            raise KeyError(f"selector {name} uses column {k!r}, not in the frame ({list(df.columns)})")
+        mask &= df[k] == v
+    out = df[mask]
+    if out.empty:
+        raise ValueError(f"selector {name}={sel!r} matches no rows")
+    return out
+
+
+def paired_diffs(df: pd.DataFrame, a: dict, b: dict, value: str, on: str = "seed") -> list[float]:
+    """Per-seed differences value[a] - value[b] from a long per-seed frame, paired on `on`
+    (sorted by it). Rows are selected by equality on every key of `a` / `b`. Raises if a selection
+    is empty, holds a seed twice, or the two selections' seeds differ."""
+    for col in (value, on):
+        if col not in df.columns:
+            raise KeyError(f"column {col!r} not in the frame ({list(df.columns)})")
+    ra, rb = _select(df, a, "a"), _select(df, b, "b")
+    for r, name, sel in ((ra, "a", a), (rb, "b", b)):
+        dup = r[on][r[on].duplicated()].tolist()
+        if dup:
+            raise ValueError(f"selector {name}={sel!r} has several rows for {on} {sorted(set(dup))}; "
+                             "narrow the selection")
+    sa, sb = set(ra[on]), set(rb[on])
+    if sa != sb:
+        raise ValueError(f"{on}s differ between a and b: only in a {sorted(sa - sb)}, only in b {sorted(sb - sa)}")
+    va, vb = ra.set_index(on)[value], rb.set_index(on)[value]
+    return [float(va[s]) - float(vb[s]) for s in sorted(sa)]
+
+
+COLUMNS = ["notebook", "id", "paper", "source", "statement", "dataset", "measure", "n", "mean", "std",
+           "p_value", "p_below", "min_effect", "verdict", "diffs"]
+
+
+def _frame(claims, scale: float | None = None) -> pd.DataFrame:
+    rows = [{k: getattr(c, k) for k in COLUMNS} for c in claims]
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    if scale is not None:
+        df.insert(df.columns.get_loc("n"), "mean ± std", [c.effect(scale) for c in claims])
+    return df
+
+
+class Ledger:
+    """The claims one notebook tests. Adding a claim whose id is already present replaces it
+    (re-running a notebook cell does not duplicate claims)."""
+
+    def __init__(self, notebook: str):
+        notebook = str(notebook).strip()
+        if not notebook or any(ch in notebook for ch in "/\\") or notebook.startswith("."):
+            raise ValueError(f"notebook name {notebook!r} must be a plain non-empty file stem")
+        self.notebook = notebook
+        self._claims: dict[str, Claim] = {}
+
+    @property
+    def claims(self) -> list[Claim]:
+        return list(self._claims.values())
+
+    def __len__(self):
+        return len(self._claims)
+
+    def __iter__(self):
+        return iter(self.claims)
+
+    def add(self, claim: Claim) -> Claim:
+        if not isinstance(claim, Claim):
+            raise TypeError(f"expected a Claim, got {type(claim).__name__}")
+        if claim.notebook != self.notebook:
+            claim = dataclasses.replace(claim, notebook=self.notebook)  # recomputes, same verdict
+        self._claims[claim.id] = claim
+        return claim
+
+    def check(self, id: str, paper: str, source: str, statement: str, dataset: str, measure: str, diffs,
+              min_effect: float = DEFAULT_MIN_EFFECT) -> Claim:
+        """Create a claim (verdict by :data:`RULE`), store it in this ledger, and return it."""
+        return self.add(check(id, paper, source, statement, dataset, measure, diffs, min_effect, self.notebook))
+
+    def to_frame(self, scale: float | None = None) -> pd.DataFrame:
+        """One row per claim. With `scale` (e.g. 100 for accuracies stored as fractions) adds a
+        'mean ± std' column in points."""
+        return _frame(self.claims, scale)
+
+    def save(self, directory) -> Path:
+        """Write <directory>/<notebook>.json atomically (temp file + rename)."""
+        path = Path(directory) / f"{self.notebook}.json"
+        atomic_write_json({"notebook": self.notebook, "rule": RULE,
+                           "claims": [c.to_dict() for c in self.claims]}, path)
+        return path
+
+    @classmethod
+    def load(cls, path) -> "Ledger":
+        """Read one saved ledger; statistics and verdicts are recomputed from the saved diffs."""
+        path = Path(path)
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+            led = cls(doc["notebook"])
+            for d in doc["claims"]:
+                led.add(Claim.from_dict(d))
+        except (ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{path}: not a claims ledger ({e})") from e
+        return led
+
+    @staticmethod
+    def load_all(directory, scale: float | None = None) -> pd.DataFrame:
+        """All notebooks' claims in `directory` (*.json ledgers), sorted by notebook then id.
+        An empty or missing directory gives an empty frame with the same columns."""
+        d = Path(directory)
+        claims = []
+        if d.is_dir():
+            for p in sorted(d.glob("*.json")):
+                if not p.name.startswith("."):  # skip temp files of an in-progress atomic write
+                    claims += Ledger.load(p).claims
+        claims.sort(key=lambda c: (c.notebook, c.id))
+        return _frame(claims, scale)
+
+    @staticmethod
+    def verdict_counts(df: pd.DataFrame, by: str | None = None):
+        """Same as the module-level :func:`verdict_counts`."""
+        return verdict_counts(df, by)
+
+
+def verdict_counts(df: pd.DataFrame, by: str | None = None):
+    """Number of claims per verdict (all three verdicts always present). With `by` (e.g. "paper"
+    or "notebook") a table with one row per group and one column per verdict."""
+    if "verdict" not in df.columns:
+        raise KeyError("frame has no 'verdict' column (use Ledger.to_frame() or Ledger.load_all())")
+    if by is None:
+        return df["verdict"].value_counts().reindex(list(VERDICTS), fill_value=0).rename("claims").astype(int)
+    table = pd.crosstab(df[by], df["verdict"]) if len(df) else pd.DataFrame(index=pd.Index([], name=by))
+    return table.reindex(columns=list(VERDICTS), fill_value=0).astype(int)

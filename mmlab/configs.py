@@ -1,0 +1,74 @@
+"""Configs as code, with provenance (big_vision style).
+
+Each study names the paper artifact it stands in for, the paper's reported number, the
+expected run time on this project's 2-core CPU, and its sizes per profile:
+  smoke - seconds per run, exercised by CI (numbers are not meaningful);
+  quick - the default book build, a laptop CPU (whole book <= 20 minutes);
+  full  - paper-scale epochs and data, meant for a GPU.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Tuple
+
+PROFILES = ("smoke", "quick", "full")
+JOINT_METHODS = ("concat", "sum", "film", "gated", "late")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    epochs: int
+    seeds: Tuple[int, ...] = (0, 1, 2)
+    dataset_options: Dict = field(default_factory=dict)
+    batch_size: int = 64
+    lr: float = 1e-3
+    train_subset: Optional[int] = None     # stratified subsample of train (smoke)
+    probe_max_train: Optional[int] = 10000
+
+    def run_kwargs(self, device: str = "auto") -> dict:
+        return dict(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, device=device,
+                    dataset_options=dict(self.dataset_options), train_subset=self.train_subset,
+                    probe_max_train=self.probe_max_train)
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    dataset: str
+    stands_in_for: str              # the paper artifact and dataset this study mirrors
+    reported: str                   # the paper's number(s), as printed
+    minutes: Dict[str, float]       # expected wall minutes of the whole study, 2-core CPU
+    smoke: Sizes
+    quick: Sizes
+    full: Sizes
+
+    def sizes(self, profile: str) -> Sizes:
+        if profile not in PROFILES:
+            raise ValueError(f"unknown profile {profile!r}; use one of {PROFILES}")
+        return getattr(self, profile)
+
+
+# Chapter 01 (modality imbalance on every embedded benchmark), unimodal + 5 joint methods.
+IMBALANCE: Dict[str, StudySpec] = {
+    "cgm": StudySpec(
+        "cgm", "ERL-MR Tables 2-3 (CG-MNIST)",
+        "uni-modal 1: 99.3, uni-modal 2: 60.4, concat 58.4 (ERL-MR Table 2, CGM; the paper does not name the modalities)",
+        {"smoke": 0.5, "quick": 6, "full": 60},
+        smoke=Sizes(1, dataset_options={"n_train": 600, "n_test": 300}, probe_max_train=300),
+        quick=Sizes(4, dataset_options={"n_train": 6000, "n_test": 2000}),
+        full=Sizes(30)),
+    "avmnist": StudySpec(
+        "avmnist", "ReconBoost Tables 5 and 11 (CREMA-D / AVE audio-visual)",
+        "concat visual probe 26.81 vs uni-train 50.14, DMC 1.81 (CREMA-D)",
+        {"smoke": 0.5, "quick": 5, "full": 20},
+        smoke=Sizes(1, train_subset=300, probe_max_train=300), quick=Sizes(8), full=Sizes(40)),
+    "watch": StudySpec(
+        "watch", "MLA / ERL-MR IMU benchmarks (USC-HAD, MHAD: accelerometer + gyroscope)",
+        "no embedded counterpart; fusion accuracy only",
+        {"smoke": 0.5, "quick": 4, "full": 20},
+        smoke=Sizes(1, train_subset=300, probe_max_train=300), quick=Sizes(8), full=Sizes(40)),
+    "mfeat": StudySpec(
+        "mfeat", "ReconBoost Table 12 (three-modality benchmarks: MOSEI / MOSI / CH-SIMS)",
+        "concat DMC 1.01-1.03 on the three-modality sets",
+        {"smoke": 0.3, "quick": 2, "full": 5},
+        smoke=Sizes(2, probe_max_train=300), quick=Sizes(20), full=Sizes(60)),
+}
