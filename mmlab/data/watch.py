@@ -19,8 +19,12 @@ Construction:
   train, val and test share no subject. MMData.groups holds the subject id.
 
 Caveat: under this subject-disjoint split, linear probes on randomly initialised
-encoders were as good as probes on trained ones in a quick trial, so this set suits
-fusion-accuracy comparisons, not probe-based imbalance claims.
+encoders are strong: an early trial found them as good as probes on trained encoders,
+so read probe-based imbalance claims on this set only against the random-encoder probe
+that mmlab always reports beside them. (With the default conv1d encoders and 15 epochs,
+3 seeds: acc 79.2 trained-alone vs 78.0 random; gyro 71.3 vs 63.5 — the accelerometer
+encoder learns almost nothing a random one does not.) The set suits fusion-accuracy
+comparisons first.
 """
 from __future__ import annotations
 
