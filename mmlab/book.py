@@ -15,7 +15,6 @@ and the error.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess

@@ -4,23 +4,12 @@ import math
 import numpy as np
 import pytest
 import torch
-from threadpoolctl import threadpool_limits
 
 import mmlab.analysis.probe as probe_mod
 from mmlab.analysis import (accuracy, classification_metrics, dmc, fit_probe, joint_only_accuracy, macro_f1,
                             mean_average_precision, mir, mir_table, probe_encoders)
 from mmlab.data import BatchLoader, load_dataset
 from mmlab.models import build_model
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _single_thread():
-    """One BLAS / torch thread: on a busy 2-core box extra threads only thrash."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(n)
 
 
 # --------------------------------------------------------------------------- metrics

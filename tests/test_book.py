@@ -2,7 +2,6 @@
 claims ledger, and the Jupyter Book HTML. The smoke book is built once per session."""
 import ast
 import json
-import os
 from pathlib import Path
 
 import nbformat

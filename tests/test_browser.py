@@ -12,7 +12,6 @@ import shutil
 import subprocess
 import threading
 from html.parser import HTMLParser
-from pathlib import Path
 from urllib.parse import unquote, urljoin, urlparse
 
 import pytest

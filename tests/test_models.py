@@ -9,15 +9,6 @@ from mmlab.models.encoders import MLPEncoder
 from mmlab.registry import UnknownNameError
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _single_thread():
-    """One torch thread: on a busy 2-core box extra threads only thrash."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # encoder name -> (constructor kwargs, input shape); small on purpose
 ENCODER_CASES = {
     "cnn4": (dict(in_channels=1, out_dim=16, width=8), (3, 1, 28, 28)),

@@ -8,7 +8,6 @@ Tensor[B, M] bool when a missing-modality transform is active).
 from __future__ import annotations
 
 import importlib.metadata
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
