@@ -19,7 +19,7 @@ class CNN4(nn.Module):
     """
 
     def __init__(self, in_channels: int = 1, out_dim: int = 128, width: int = 32,
-                 batchnorm: bool = False):
+                 batchnorm: bool = False, pool: str = "flatten"):
         super().__init__()
         chans = [in_channels, width, width, 2 * width, 2 * width]
         layers = []
@@ -29,11 +29,17 @@ class CNN4(nn.Module):
                 layers.append(nn.BatchNorm2d(chans[i + 1]))
             layers.append(nn.ReLU(inplace=True))
         self.conv = nn.Sequential(*layers)
-        self.proj = nn.Linear(2 * width, out_dim)
+        if pool not in ("flatten", "avg"):
+            raise ValueError(f"pool must be 'flatten' or 'avg', got {pool!r}")
+        self.pool = pool
+        # flatten keeps where strokes are (learns MNIST in a few hundred steps); a global
+        # average pool discards it and learns several times slower
+        self.proj = nn.Linear(2 * width * (49 if pool == "flatten" else 1), out_dim)
         self.out_dim = out_dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv(x).mean(dim=(2, 3))          # global average pool: [B, 2w]
+        h = self.conv(x)                            # [B, 2w, 7, 7]
+        h = h.flatten(1) if self.pool == "flatten" else h.mean(dim=(2, 3))
         return torch.relu(self.proj(h))
 
 
