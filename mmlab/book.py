@@ -129,6 +129,8 @@ def build(profile: str = "quick", notebooks=None, params=None, build_dir: Path =
     src = stage(build_dir)
     os.environ["MMLAB_FIGURES"] = str(src / "figures")
     os.environ["MMLAB_CLAIMS"] = str(build_dir / "claims")
+    if not notebooks:      # a full build: no ledger of an earlier build (or profile) survives
+        shutil.rmtree(build_dir / "claims", ignore_errors=True)
     os.environ["MMLAB_PROFILE"] = profile
     all_nbs = toc_notebooks()
     chosen = [Path(n).resolve() for n in notebooks] if notebooks else all_nbs

@@ -7,7 +7,7 @@ book's claims page reads every ledger with :meth:`Ledger.load_all`.
 
 >>> led = Ledger("01-avmnist")
 >>> d = paired_diffs(df, {"method": "unimodal", "modality": "image"},
-...                  {"method": "concat", "modality": "image"}, value="probe_acc")   # doctest: +SKIP
+...                  {"method": "concat", "modality": "image"}, value="probe")   # doctest: +SKIP
 >>> led.check("01-avmnist-weak-encoder", "ReconBoost", "Table 5 / Sec. 4.3",
 ...           "The weak modality's encoder trained jointly is worse than trained alone (linear probe)",
 ...           dataset="AV-MNIST", measure="probe(unimodal) - probe(concat), image", diffs=d)  # doctest: +SKIP

@@ -62,14 +62,14 @@ IMBALANCE: Dict[str, StudySpec] = {
         "avmnist", "ReconBoost Tables 5 and 11 (CREMA-D / AVE audio-visual)",
         "concat visual probe 26.81 vs uni-train 50.14, DMC 1.81 (CREMA-D)",
         "image",  # seen through a window; audio alone is ~97%
-        {"smoke": 0.5, "quick": 5, "full": 20},
-        smoke=Sizes(1, train_subset=300, probe_max_train=300), quick=Sizes(8), full=Sizes(40)),
+        {"smoke": 0.5, "quick": 3, "full": 20},
+        smoke=Sizes(1, train_subset=300, probe_max_train=300), quick=Sizes(6), full=Sizes(40)),
     "watch": StudySpec(
         "watch", "MLA / ERL-MR IMU benchmarks (USC-HAD, MHAD: accelerometer + gyroscope)",
         "ERL-MR Table 2 USC: uni-modal 56.0 / 46.0, concat 61.0",
         "gyro",   # the weaker IMU modality alone
-        {"smoke": 0.5, "quick": 4, "full": 20},
-        smoke=Sizes(1, train_subset=300, probe_max_train=300), quick=Sizes(8), full=Sizes(40)),
+        {"smoke": 0.5, "quick": 3, "full": 20},
+        smoke=Sizes(1, train_subset=300, probe_max_train=300), quick=Sizes(6), full=Sizes(40)),
     "mfeat": StudySpec(
         "mfeat", "ReconBoost Table 12 (three-modality benchmarks: MOSEI / MOSI / CH-SIMS)",
         "concat DMC 1.01-1.03 on the three-modality sets",

@@ -1,8 +1,9 @@
 """`mmlab.run(config) -> Result`: train, evaluate, probe, and cache the result on disk.
 
-The cache key is a hash of the whole config and of the code version (mmlab version plus a
-hash of every mmlab source file), so a changed config or changed code never gets a stale
-result. Results are written atomically as JSON under $MMLAB_CACHE/runs/.
+The cache key is a hash of the whole config, of the code version (mmlab version plus a
+hash of every mmlab source file, which also keys the prepared-data cache) and of the
+device type the config resolves to, so a changed config or changed code never gets a
+stale result. Results are written atomically as JSON under $MMLAB_CACHE/runs/.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from mmlab.data import load_dataset
 from mmlab.data.base import BatchLoader
 from mmlab.methods import METHODS
 from mmlab.train import TrainConfig, Trainer
-from mmlab.utils import atomic_write_json, cache_root, code_version, stable_hash
+from mmlab.utils import atomic_write_json, cache_root, code_version, select_device, stable_hash
 
 
 @dataclass
@@ -47,7 +48,11 @@ class RunConfig:
         return asdict(self)
 
     def hash(self) -> str:
-        return stable_hash({"config": self.to_dict(), "code": code_version()})
+        """Config + code version + the device type "auto" resolves to here (CPU fp32 and CUDA
+        AMP results never share a key)."""
+        dev = select_device(self.device).type
+        amp = self.amp == "on" or (self.amp == "auto" and dev == "cuda")
+        return stable_hash({"config": self.to_dict(), "code": code_version(), "device": dev, "amp": amp})
 
     def train_config(self, **extra) -> TrainConfig:
         names = {f.name for f in fields(TrainConfig)}
@@ -140,7 +145,8 @@ def evaluate_test(trainer: Trainer, splits) -> dict:
     out = classification_metrics(p["logits"], y)
     out["per_modality"] = {m: float((z.argmax(1) == y).mean()) for m, z in p["per_modality"].items()}
     if len(trainer.model.modalities) > 1:
-        loader = BatchLoader(splits.test, trainer.cfg.eval_batch_size, device=trainer.device)
+        loader = BatchLoader(splits.test, trainer.cfg.eval_batch_size, device=trainer.device,
+                             transform=trainer.eval_transform)
         out["joint_only"] = joint_only_accuracy(trainer.model, loader)
     return out
 

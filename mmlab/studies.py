@@ -36,8 +36,11 @@ def study_results(dataset: str, methods=("concat",), seeds=(0, 1, 2), n_jobs: in
 
 def imbalance_frame(results) -> pd.DataFrame:
     """One row per (method, seed, modality), joined with the same seed's unimodal run."""
-    uni = {(r.config["dataset"], r.config["seed"], r.config["method_options"]["modality"]): r
-           for r in results if r.config["method"] == "unimodal"}
+    unis = [r for r in results if r.config["method"] == "unimodal"]
+    uni = {(r.config["dataset"], r.config["seed"], r.config["method_options"]["modality"]): r for r in unis}
+    if len(uni) != len(unis):
+        raise ValueError("imbalance_frame got several unimodal runs for one (dataset, seed, modality): "
+                         "pass the results of one study (one set of sizes and options) at a time")
     rows = []
     for r in results:
         t, seed, ds = r.metrics["test"], r.config["seed"], r.config["dataset"]

@@ -42,7 +42,8 @@ class TrainConfig:
 
 
 class _Meter:
-    """Running train loss and accuracies, kept on the device (no per-step host sync)."""
+    """Running train loss and accuracies, accumulated on the device (the only per-step host
+    sync is the trainer's finite-loss check)."""
 
     def __init__(self, device):
         self.device, self.reset_called = device, True
@@ -78,7 +79,7 @@ class Trainer:
         self.train_transform, self.eval_transform = train_transform, eval_transform
         self.history: List[dict] = []
         self.epoch, self.step = 0, 0
-        self.best = {"epoch": -1, "score": -math.inf, "state": None}
+        self.best = {"epoch": -1, "score": -math.inf, "loss": math.inf, "state": None}
         self.model = None
 
     # --- helpers used by methods ------------------------------------------------------------
@@ -117,7 +118,8 @@ class Trainer:
     def loader(self, data: MMData, train: bool) -> BatchLoader:
         if train:
             return BatchLoader(data, self.cfg.batch_size, shuffle=True, seed=self.cfg.seed,
-                               transform=self.train_transform, device=self.device)
+                               transform=self.train_transform, device=self.device,
+                               drop_last=len(data) % self.cfg.batch_size == 1)  # BatchNorm needs B > 1
         return BatchLoader(data, self.cfg.eval_batch_size, transform=self.eval_transform, device=self.device)
 
     # --- fit -----------------------------------------------------------------------------
@@ -154,10 +156,12 @@ class Trainer:
         row = {"epoch": epoch, "train_s": train_s, "train": self.meter.summary(), "val": val}
         self.history.append(row)
         if not self.cfg.validate:                                    # keep the last epoch
-            self.best = {"epoch": epoch, "score": -math.inf, "state": None}
-        elif val["acc"] > self.best["score"]:   # selection on val, never on test
+            self.best = {"epoch": epoch, "score": -math.inf, "loss": math.inf, "state": None}
+        elif (val["acc"], -val["loss"]) > (self.best["score"], -self.best.get("loss", math.inf)):
+            # selection on val, never on test; equal accuracy (a saturated val, as on CGM
+            # whose val keeps the training colour shortcut) is broken by the lower val loss
             state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
-            self.best = {"epoch": epoch, "score": val["acc"], "state": state}
+            self.best = {"epoch": epoch, "score": val["acc"], "loss": val["loss"], "state": state}
             if self.cfg.checkpoint_dir:
                 atomic_torch_save(state, Path(self.cfg.checkpoint_dir) / "best.pt")
         if self.cfg.checkpoint_dir:
@@ -192,7 +196,14 @@ class Trainer:
             "epoch": epoch, "step": self.step, "model": self.model.state_dict(),
             "method": self.method.state_dict(), "scaler": self.scaler.state_dict(),
             "history": self.history, "best": self.best, "config": self.cfg.to_dict(),
+            "method_name": self.method.name,
         }, path)
+
+    @staticmethod
+    def _identity(cfg: dict) -> dict:
+        """The config fields a resumed run must share with its checkpoint (epochs may grow)."""
+        return {k: v for k, v in cfg.items()
+                if k not in ("epochs", "resume", "progress", "checkpoint_dir", "eval_batch_size")}
 
     def _maybe_resume(self) -> int:
         if not (self.cfg.resume and self.cfg.checkpoint_dir):
@@ -201,9 +212,15 @@ class Trainer:
         if not path.exists():
             return 0
         ck = torch.load(path, map_location=self.device, weights_only=True)
+        mine, theirs = self._identity(self.cfg.to_dict()), self._identity(ck["config"])
+        if mine != theirs or ck.get("method_name") != self.method.name:
+            diff = {k: (theirs.get(k), v) for k, v in mine.items() if theirs.get(k) != v}
+            raise ValueError(f"{path} belongs to another run (method {ck.get('method_name')!r}, "
+                             f"differences checkpoint -> now: {diff}); use a fresh checkpoint_dir")
         self.model.load_state_dict(ck["model"])
         self.method.load_state_dict(ck["method"], self.model)
-        self.scaler.load_state_dict(ck["scaler"])
+        if ck["scaler"]:                    # empty when the checkpointed run had AMP off
+            self.scaler.load_state_dict(ck["scaler"])
         self.history, self.step = ck["history"], ck["step"]
         best = ck["best"]
         if best["state"] is not None:

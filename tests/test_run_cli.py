@@ -100,3 +100,12 @@ def test_cli_methods_lists_all(tmp_path):
 def test_cli_bad_input_is_a_clear_error(tmp_path, args, expect):
     p = cli("train", *args, "--epochs", "1", "--no-cache", env_cache=tmp_path)
     assert p.returncode == 2 and expect in p.stderr and "Traceback" not in p.stderr
+
+
+def test_prepared_data_cache_is_keyed_on_code_version(run_cache, monkeypatch):
+    from mmlab.data import load_dataset
+    load_dataset("mfeat")
+    before = set((run_cache / "data").glob("mfeat-*.pt"))
+    monkeypatch.setattr("mmlab.utils.code_version", lambda: "9.9.9+other")
+    load_dataset("mfeat")
+    assert len(set((run_cache / "data").glob("mfeat-*.pt")) - before) == 1

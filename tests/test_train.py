@@ -154,3 +154,29 @@ def test_hooks_let_a_method_own_the_loop(splits, tmp_path):
     m2 = _Alternating(splits.info, cfg2)
     Trainer(m2, splits, cfg2).fit()
     assert m2.active == "m1" and m2.stages == 2      # stage counter restored from the checkpoint
+
+
+def test_val_accuracy_ties_are_broken_by_lower_val_loss(splits, monkeypatch):
+    """A saturated val (CGM keeps the colour shortcut in val) must not pin the first epoch."""
+    cfg = TrainConfig(device="cpu", epochs=3)
+    t = Trainer(METHODS.get("concat")(splits.info, cfg), splits, cfg)
+    vals = iter([{"acc": 1.0, "loss": 0.5, "per_modality": {}}, {"acc": 1.0, "loss": 0.2, "per_modality": {}},
+                 {"acc": 1.0, "loss": 0.3, "per_modality": {}}])
+    monkeypatch.setattr(t, "evaluate", lambda data: next(vals))
+    t.fit()
+    assert t.best["epoch"] == 1
+
+
+def test_resume_refuses_a_checkpoint_of_another_run(splits, tmp_path):
+    fit("concat", splits, epochs=1, checkpoint_dir=str(tmp_path))
+    with pytest.raises(ValueError, match=r"belongs to another run.*'lr'"):
+        fit("concat", splits, epochs=2, lr=0.01, checkpoint_dir=str(tmp_path), resume=True)
+    with pytest.raises(ValueError, match="belongs to another run"):
+        fit("sum", splits, epochs=2, checkpoint_dir=str(tmp_path), resume=True)
+
+
+def test_no_size_one_training_batch_for_batchnorm(splits):
+    """len(train) % batch_size == 1 would leave a 1-sample batch, which BatchNorm cannot train on."""
+    cfg = TrainConfig(device="cpu", epochs=1, batch_size=len(splits.train) - 1)
+    t = Trainer(METHODS.get("concat")(splits.info, cfg), splits, cfg)
+    assert [len(b["label"]) for b in t.loader(splits.train, train=True)] == [len(splits.train) - 1]

@@ -171,8 +171,9 @@ def cached_prepare(name: str, options: dict, build) -> dict:
 
     The cache file is written atomically; a corrupt file is rebuilt rather than trusted.
     """
-    from mmlab import __version__
-    key = stable_hash({"name": name, "options": options, "version": __version__})
+    from mmlab.utils import code_version
+    # keyed on the code version too: editing a dataset's construction never reuses stale tensors
+    key = stable_hash({"name": name, "options": options, "code": code_version()})
     path = cache_root() / "data" / f"{name}-{key}.pt"
     if path.exists():
         try:

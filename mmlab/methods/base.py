@@ -21,7 +21,9 @@ model selection, checkpoints and resume. A Method owns everything else:
                                       stage index, blend weights) plus its optimizers
 
 One trainer "epoch" is always one pass over the training set, so stage-based methods map
-epochs to stages themselves and resume exactly at epoch boundaries.
+epochs to stages themselves and resume exactly at epoch boundaries. The validation-selected
+epoch restores model weights only: a method whose predict() reads its own state must keep
+that state in the model (as buffers) or snapshot it itself in on_epoch_end.
 """
 from __future__ import annotations
 

@@ -4,7 +4,8 @@ Every fusion also gives per-modality logits, so each method can report how well 
 modality predicts on its own inside the joint model:
 - concat with a linear head: the sliced-weight trick of OGM-GE: logits_m = W[:, slice_m] f_m + b / M
   (the concat logits are exactly the sum of these);
-- sum / late: each modality's own head (their sum / average is the fused output);
+- sum / late: each modality's own head (sum: their sum is the fused output; late: the log
+  of their averaged softmax is);
 - FiLM, gated, concat with an MLP head: no additive split exists, so logits_m is the
   fused logits with every other modality's features set to zero (`zeroed`).
 `zeroed` is also what mmlab.analysis calls the "joint-only" accuracy of a modality.
