@@ -78,12 +78,20 @@ def stable_hash(obj) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def code_version() -> str:
-    """mmlab version plus a hash of every mmlab source file: any code change is a new key."""
+# Modules that only present results (figures, pages, CLI, claims): editing them cannot
+# change a computed number, so they do not enter the code version of cached results.
+PRESENTATION = {"viz.py", "book.py", "notebook.py", "cli.py", "bench.py", "claims.py", "papers"}
+
+
+def code_version(root: Path | None = None) -> str:
+    """mmlab version plus a hash of every source file that can affect a result: a change to
+    data, models, methods, training, analysis or running code is a new cache key."""
     from mmlab import __version__
     h = hashlib.sha256(__version__.encode())
-    root = Path(__file__).parent
+    root = Path(root or Path(__file__).parent)
     for p in sorted(root.rglob("*.py")):
+        if p.relative_to(root).parts[0] in PRESENTATION:
+            continue
         h.update(str(p.relative_to(root)).encode())
         h.update(p.read_bytes())
     return f"{__version__}+{h.hexdigest()[:12]}"

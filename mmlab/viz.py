@@ -82,7 +82,7 @@ def show_images(splits, modalities, n: int = 10, title: str = ""):
                 ax.set_ylabel(f"{split}\n{m}", fontsize=8)
             if r == 0:
                 ax.set_title(str(int(data.y[i])), fontsize=9)
-    fig.suptitle(title)
+    fig.suptitle(title, y=1.04)
     return fig
 
 
@@ -157,5 +157,5 @@ def learning_curves(hist, title: str = ""):
                      ax=ax, marker="o", markersize=3)
         ax.set_title(m), ax.set_ylabel("val accuracy (per modality)")
         ax.legend(fontsize=7)
-    fig.suptitle(title)
+    fig.suptitle(title, y=1.04)
     return fig

@@ -109,3 +109,17 @@ def test_prepared_data_cache_is_keyed_on_code_version(run_cache, monkeypatch):
     monkeypatch.setattr("mmlab.utils.code_version", lambda: "9.9.9+other")
     load_dataset("mfeat")
     assert len(set((run_cache / "data").glob("mfeat-*.pt")) - before) == 1
+
+
+def test_code_version_ignores_presentation_modules_only(tmp_path):
+    """Editing a figure helper keeps cached results valid; editing training code does not."""
+    import shutil
+    from pathlib import Path
+    import mmlab.utils as u
+    pkg = tmp_path / "mmlab"
+    shutil.copytree(Path(u.__file__).parent, pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    v0 = u.code_version(pkg)
+    (pkg / "viz.py").write_text((pkg / "viz.py").read_text() + "\n# a new figure style\n")
+    assert u.code_version(pkg) == v0
+    (pkg / "train.py").write_text((pkg / "train.py").read_text() + "\n# a training change\n")
+    assert u.code_version(pkg) != v0
