@@ -94,13 +94,20 @@ def _cache_path(key: str):
     return cache_root() / "runs" / f"{key}.json"
 
 
+def cached_result(cfg: RunConfig) -> Optional[Result]:
+    """The cached Result of cfg (same config and code version), or None."""
+    path = _cache_path(cfg.hash())
+    if not path.exists():
+        return None
+    return load_result_json({**json.loads(path.read_text()), "cached": True})
+
+
 def run(cfg: RunConfig, cache: bool = True, progress: bool = False, checkpoint_dir: Optional[str] = None,
         resume: bool = False) -> Result:
     """Train cfg.method on cfg.dataset and evaluate; cached by (config, code version)."""
     key = cfg.hash()
-    path = _cache_path(key)
-    if cache and path.exists():
-        return load_result_json({**json.loads(path.read_text()), "cached": True})
+    if cache and (hit := cached_result(cfg)) is not None:
+        return hit
     t0 = time.perf_counter()
     splits = load_dataset(cfg.dataset, seed=cfg.seed, val_fraction=cfg.val_fraction, **cfg.dataset_options)
     if cfg.train_subset:
@@ -121,7 +128,7 @@ def run(cfg: RunConfig, cache: bool = True, progress: bool = False, checkpoint_d
     result = Result(cfg.to_dict(), key, code_version(), metrics, probe, probe_random, trainer.history,
                     trainer.best["epoch"], time.perf_counter() - t0, str(trainer.device))
     if cache:
-        atomic_write_json(result.to_json() | {"cached": False}, path)
+        atomic_write_json(result.to_json() | {"cached": False}, _cache_path(key))
     return result
 
 
@@ -171,10 +178,8 @@ def run_many(configs, n_jobs: int = 1, progress: bool = False) -> list:
     results: list = [None] * len(configs)
     todo = []
     for i, cfg in enumerate(configs):
-        path = _cache_path(cfg.hash())
-        if path.exists():
-            results[i] = load_result_json({**json.loads(path.read_text()), "cached": True})
-        else:
+        results[i] = cached_result(cfg)
+        if results[i] is None:
             todo.append(i)
     if n_jobs <= 1 or len(todo) <= 1:
         for i in todo:
