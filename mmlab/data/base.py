@@ -122,6 +122,7 @@ class BatchLoader:
             idx = order[b * self.batch_size:(b + 1) * self.batch_size]
             batch = {m: t[idx] for m, t in self.data.x.items()}
             batch["label"] = self.data.y[idx]
+            batch["index"] = idx          # [B] positions in self.data (QMF's per-sample history)
             if self.transform is not None:
                 batch = self.transform(batch, idx, self.epoch)
             if self.device.type != "cpu":

@@ -67,7 +67,7 @@ def _check(modalities: Sequence[str], rate: float, what: str) -> List[str]:
 def _require(batch: dict, modalities: Sequence[str]) -> None:
     missing = [m for m in modalities if m not in batch]
     if missing:
-        present = [k for k in batch if k not in ("label", "mask")]
+        present = [k for k in batch if k not in ("label", "mask", "index")]
         raise UnknownNameError(f"modalities {missing} are not in the batch; "
                                f"the batch has modalities {present}")
 

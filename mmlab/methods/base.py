@@ -66,8 +66,10 @@ class Method:
     description = ""
 
     def __init__(self, info, train_cfg, modalities=None, encoders=None, feature_dim: int = 128,
-                 head: str = "linear", encoder_options=None):
+                 head: str = "linear", encoder_options=None, fusion: str | None = None):
         self.info, self.cfg = info, train_cfg
+        if fusion is not None:        # e.g. fusion="mmtm" for the "OGM-GE + MMTM" rows
+            self.fusion = fusion
         self.modalities = list(modalities or info.modality_names)
         self.model_kwargs = dict(encoders=encoders, feature_dim=feature_dim, head=head,
                                  encoder_options=encoder_options)
