@@ -21,7 +21,7 @@ from mmlab.data import load_dataset
 from mmlab.data.base import BatchLoader
 from mmlab.methods import METHODS
 from mmlab.train import TrainConfig, Trainer
-from mmlab.utils import atomic_write_json, cache_root, code_version, select_device, stable_hash
+from mmlab.utils import atomic_torch_save, atomic_write_json, cache_root, code_version, select_device, stable_hash
 
 
 @dataclass
@@ -56,7 +56,7 @@ class RunConfig:
 
     def train_config(self, **extra) -> TrainConfig:
         names = {f.name for f in fields(TrainConfig)}
-        return TrainConfig(**{k: v for k, v in self.to_dict().items() if k in names}, **extra)
+        return TrainConfig(**{**{k: v for k, v in self.to_dict().items() if k in names}, **extra})
 
 
 @dataclass
@@ -103,10 +103,11 @@ def cached_result(cfg: RunConfig) -> Optional[Result]:
 
 
 def run(cfg: RunConfig, cache: bool = True, progress: bool = False, checkpoint_dir: Optional[str] = None,
-        resume: bool = False) -> Result:
-    """Train cfg.method on cfg.dataset and evaluate; cached by (config, code version)."""
+        resume: bool = False, force: bool = False) -> Result:
+    """Train cfg.method on cfg.dataset and evaluate; cached by (config, code version).
+    force=True retrains and rewrites the cache entry even when one exists."""
     key = cfg.hash()
-    if cache and (hit := cached_result(cfg)) is not None:
+    if cache and not force and (hit := cached_result(cfg)) is not None:
         return hit
     t0 = time.perf_counter()
     splits = load_dataset(cfg.dataset, seed=cfg.seed, val_fraction=cfg.val_fraction, **cfg.dataset_options)
@@ -127,9 +128,33 @@ def run(cfg: RunConfig, cache: bool = True, progress: bool = False, checkpoint_d
                                       device=trainer.device)
     result = Result(cfg.to_dict(), key, code_version(), metrics, probe, probe_random, trainer.history,
                     trainer.best["epoch"], time.perf_counter() - t0, str(trainer.device))
-    if cache:
+    if cache:   # weights first: a result on disk always has its model beside it
+        atomic_torch_save({k: v.detach().cpu() for k, v in trainer.model.state_dict().items()},
+                          _model_path(key))
         atomic_write_json(result.to_json() | {"cached": False}, _cache_path(key))
     return result
+
+
+def _model_path(key: str):
+    return cache_root() / "runs" / f"{key}.pt"
+
+
+def trained(cfg: RunConfig):
+    """(method, model, splits) of cfg's validation-selected model, in eval mode on CPU.
+
+    Loads the weights cached beside the run's result (training the run first if it is
+    not cached), for analyses that need the model itself: noise robustness, retrieval,
+    t-SNE, non-linear probes."""
+    path = _model_path(cfg.hash())
+    if not path.exists():
+        run(cfg, cache=True, force=True)
+    splits = load_dataset(cfg.dataset, seed=cfg.seed, val_fraction=cfg.val_fraction, **cfg.dataset_options)
+    if cfg.train_subset:
+        splits = subsample_train(splits, cfg.train_subset, cfg.seed)
+    method = build_method(cfg, splits.info, cfg.train_config(device="cpu"))
+    model = method.build_model()
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return method, model.eval(), splits
 
 
 def subsample_train(splits, n: int, seed: int):

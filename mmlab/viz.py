@@ -159,3 +159,58 @@ def learning_curves(hist, title: str = ""):
         ax.legend(fontsize=7)
     fig.suptitle(title, y=1.04)
     return fig
+
+
+# --- embeddings and robustness (ReconBoost Fig. 4 / 12, Tables 8-10) ---------------------------
+def tsne_grid(embeddings, class_names=None, title: str = "", scores=None, size: float = 2.6,
+              point_size: float = 4.0):
+    """One t-SNE panel per (row, column) key of `embeddings`: {(method, modality): (xy [n, 2],
+    labels [n])}. Rows and columns keep first-seen order; missing pairs are left blank.
+    Points are coloured by class with one shared categorical palette and a single legend;
+    axis ticks are hidden (t-SNE coordinates carry no meaning). `scores` (optional,
+    {(row, col): text}) is printed in the panel corner, e.g. the silhouette / k-NN accuracy
+    from mmlab.analysis.embed.cluster_scores that back the picture."""
+    import numpy as np
+    rows = list(dict.fromkeys(r for r, _ in embeddings))
+    cols = list(dict.fromkeys(c for _, c in embeddings))
+    classes = np.unique(np.concatenate([np.asarray(lab) for _, lab in embeddings.values()]))
+    colors = dict(zip(classes, sns.color_palette(PALETTE if len(classes) <= 10 else "husl", len(classes))))
+    fig, axes = subplots(len(rows), len(cols), width=size, height=size)
+    for (r, c), (xy, lab) in embeddings.items():
+        ax = axes[rows.index(r)][cols.index(c)]
+        lab = np.asarray(lab)
+        for k in classes:
+            pts = np.asarray(xy)[lab == k]
+            ax.scatter(pts[:, 0], pts[:, 1], s=point_size, color=colors[k], linewidths=0, alpha=0.8,
+                       label=str(class_names[int(k)]) if class_names is not None else str(k))
+        if scores and (r, c) in scores:
+            ax.text(0.02, 0.02, scores[(r, c)], transform=ax.transAxes, fontsize=7, va="bottom")
+    for i, ax_row in enumerate(axes):
+        for j, ax in enumerate(ax_row):
+            ax.set_xticks([]), ax.set_yticks([])
+            ax.grid(False)
+            if i == 0:
+                ax.set_title(str(cols[j]), fontsize=9)
+            if j == 0:
+                ax.set_ylabel(str(rows[i]), fontsize=9)
+    handles, labels = next(ax for row in axes for ax in row if ax.collections).get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8,
+               markerscale=2.5, title="class")
+    fig.suptitle(title, y=1.02)
+    return fig
+
+
+def noise_curves(df, x: str = "variance", y: str = "acc", hue: str = "method", col: str = "case",
+                 title: str = "", ylabel: str = "test accuracy"):
+    """Accuracy vs noise variance: one panel per `col` value (corruption case), one line per
+    `hue` value (method), mean over repeated rows (seeds) with the std as a band.
+    `df` is mmlab.analysis.robustness.robustness_grid output with a method column added."""
+    cases = list(dict.fromkeys(df[col]))
+    fig, axes = subplots(1, len(cases), width=3.6, height=2.8, sharey=True)
+    for ax, case in zip(axes[0], cases):
+        sns.lineplot(df[df[col] == case], x=x, y=y, hue=hue, errorbar="sd", ax=ax, marker="o",
+                     markersize=4)
+        ax.set_title(str(case)), ax.set_xlabel("noise variance $\\sigma^2$"), ax.set_ylabel(ylabel)
+        ax.legend(fontsize=7)
+    fig.suptitle(title, y=1.04)
+    return fig

@@ -1,7 +1,13 @@
-"""Metrics, linear probes and imbalance measures (MIR, DMC, joint-only accuracy)."""
+"""Metrics, linear probes, imbalance measures (MIR, DMC, joint-only accuracy), retrieval
+mAP, t-SNE embeddings / cluster scores and test-time noise robustness."""
 from mmlab.analysis.metrics import accuracy, classification_metrics, macro_f1, mean_average_precision
 from mmlab.analysis.imbalance import dmc, joint_only_accuracy, mir, mir_table
 from mmlab.analysis.probe import extract_features, fit_probe, probe_encoders
+from mmlab.analysis.retrieval import model_retrieval, retrieval_map, retrieval_table
+from mmlab.analysis.embed import cluster_scores, knn_loo_accuracy, tsne_embed
+from mmlab.analysis.robustness import noisy_accuracy, robustness_grid
 
 __all__ = ["accuracy", "classification_metrics", "macro_f1", "mean_average_precision", "dmc",
-           "joint_only_accuracy", "mir", "mir_table", "extract_features", "fit_probe", "probe_encoders"]
+           "joint_only_accuracy", "mir", "mir_table", "extract_features", "fit_probe", "probe_encoders",
+           "retrieval_map", "retrieval_table", "model_retrieval", "tsne_embed", "cluster_scores",
+           "knn_loo_accuracy", "noisy_accuracy", "robustness_grid"]
