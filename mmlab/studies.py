@@ -7,7 +7,7 @@ a random encoder, and the unimodal accuracy of that modality for the same seed.
 """
 from __future__ import annotations
 
-from typing import Iterable, Optional
+from typing import Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 import pandas as pd
@@ -81,6 +81,76 @@ def summarize(df: pd.DataFrame, cols=("fused_acc", "per_modality_acc", "joint_on
     return g.agg(["mean", "std"])
 
 
+def variant_configs(dataset: str, variants: Dict[str, Tuple[str, dict]], seeds: Iterable[int],
+                    with_unimodal: bool = True, **common) -> List[Tuple[str, RunConfig]]:
+    """(label, RunConfig) per seed for each named variant {label: (method, options)}, plus
+    each modality alone (label "unimodal") when with_unimodal."""
+    pairs = []
+    if with_unimodal:
+        pairs += [("unimodal", c) for c in study_configs(dataset, (), seeds, **common)]
+    base_opts = common.pop("method_options", {})
+    for seed in seeds:
+        for label, (method, opts) in variants.items():
+            pairs.append((label, RunConfig(dataset=dataset, method=method, seed=seed,
+                                           method_options={**base_opts, **opts}, **common)))
+    return pairs
+
+
+def variant_study(dataset: str, variants: Dict[str, Tuple[str, dict]], seeds=(0, 1, 2), n_jobs: int = 1,
+                  with_unimodal: bool = True, **common):
+    """Train every variant (cached) and return (imbalance frame with method = variant
+    label, [(label, RunConfig, Result)])."""
+    pairs = variant_configs(dataset, variants, seeds, with_unimodal, **common)
+    results = run_many([c for _, c in pairs], n_jobs=n_jobs)
+    runs = [(label, c, r) for (label, c), r in zip(pairs, results)]
+    if not with_unimodal:
+        return None, runs
+    df = imbalance_frame(results)
+    label_of = {r.config_hash: label for label, _, r in runs}
+    df["method"] = df["config_hash"].map(label_of)
+    return df, runs
+
+
+def per_model(runs, fn, labels=None) -> pd.DataFrame:
+    """Rows of fn(method, model, splits) -> dict or list of dicts, for each trained run
+    (label, cfg, result) whose label is in `labels` (default all), with label and seed."""
+    from mmlab.runner import trained
+    rows = []
+    for label, cfg, _ in runs:
+        if labels is not None and label not in labels:
+            continue
+        out = fn(*trained(cfg))
+        for row in (out if isinstance(out, list) else [out]):
+            rows.append({"dataset": cfg.dataset, "method": label, "seed": cfg.seed, **row})
+    return pd.DataFrame(rows)
+
+
+def best_on_val(runs, labels) -> str:
+    """The label among `labels` with the highest mean VALIDATION accuracy over seeds (the
+    book's way to pick one variant for later tables; test accuracy never chooses)."""
+    score = {l: np.mean([r.metrics["val"]["acc"] for lab, _, r in runs if lab == l]) for l in labels}
+    return max(labels, key=score.get)
+
+
+def long_frame(df: pd.DataFrame, value: str, column=lambda r: r.modality, dedupe: bool = False) -> pd.DataFrame:
+    """(method, column, seed, value) rows for mmlab.papers.paper_vs_ours; dedupe keeps one row
+    per (method, seed) for run-level values such as fused accuracy."""
+    if dedupe:
+        df = df.drop_duplicates(["method", "seed"])
+    return pd.DataFrame({"method": df.method.values, "column": [column(r) for r in df.itertuples()],
+                         "seed": df.seed.values, "value": df[value].values})
+
+
+def reconboost_study(dataset: str, profile: str, variants=None, seeds=None, n_jobs: int = 1,
+                     device: str = "auto", with_unimodal: bool = True):
+    """variant_study with the ReconBoost chapters' sizes (mmlab.configs.RECONBOOST); the
+    default variants are the Table 1 / 2 rows (RB_MAIN)."""
+    from mmlab.configs import RB_MAIN, RECONBOOST
+    sz = RECONBOOST[dataset].sizes(profile)
+    return variant_study(dataset, variants or RB_MAIN, seeds or sz.seeds, n_jobs=n_jobs,
+                         with_unimodal=with_unimodal, **sz.run_kwargs(device))
+
+
 def fmt_pm(mean: float, std: Optional[float], scale: float = 100.0, digits: int = 1) -> str:
     """'mean ± std' in percent, as the book's tables print it."""
     if std is None or np.isnan(std):
@@ -124,12 +194,13 @@ if __name__ == "__main__":
     main()
 
 
-def history_frame(results) -> pd.DataFrame:
+def history_frame(results, labels=None) -> pd.DataFrame:
     """Per-epoch validation accuracy of each modality, long format
-    (dataset, method, seed, epoch, modality, val_acc), from mmlab Results."""
+    (dataset, method, seed, epoch, modality, val_acc), from mmlab Results; `labels`
+    (one per result) replaces the method name, e.g. variant labels."""
     rows = []
-    for r in results:
-        c = r.config
+    for i, r in enumerate(results):
+        c = dict(r.config, method=labels[i] if labels is not None else r.config["method"])
         for h in r.history:
             for m, acc in h["val"].get("per_modality", {}).items():
                 rows.append({"dataset": c["dataset"], "method": c["method"], "seed": c["seed"],

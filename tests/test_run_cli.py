@@ -28,11 +28,27 @@ def test_cache_hit_miss_and_invalidation(run_cache, monkeypatch):
     # a changed code version is a miss too (never a stale result)
     monkeypatch.setattr(runmod, "code_version", lambda: "9.9.9+other")
     assert not run(cfg).cached
-    # cache files are complete JSON, no temp files left behind
+    # cache files are complete JSON, each with its model weights beside it; no temp files
     files = list((run_cache / "runs").iterdir())
-    assert all(f.suffix == ".json" for f in files) and len(files) == 3
+    assert sorted(f.suffix for f in files) == [".json"] * 3 + [".pt"] * 3
     for f in files:
-        json.loads(f.read_text())
+        if f.suffix == ".json":
+            json.loads(f.read_text())
+            assert f.with_suffix(".pt").exists()
+
+
+def test_trained_reloads_the_selected_weights(run_cache):
+    """trained(cfg) gives back the model the cached result was measured on."""
+    from mmlab.runner import trained
+    cfg = RunConfig(**CFG)
+    res = run(cfg)
+    method, model, splits = trained(cfg)
+    import torch
+    from mmlab.data.base import BatchLoader
+    with torch.no_grad():
+        logits = torch.cat([method.predict(model, b).logits for b in BatchLoader(splits.test, 512)])
+    acc = float((logits.argmax(1) == splits.test.y).float().mean())
+    assert abs(acc - res.metrics["test"]["acc"]) < 1e-6
 
 
 def test_code_version_tracks_source(tmp_path, monkeypatch):

@@ -44,11 +44,11 @@ def fit_probe(xtr, ytr, xva, yva, kind: str = "linear", Cs: Sequence[float] = (0
     for C in Cs:
         if kind == "linear":
             clf = LogisticRegression(C=C, max_iter=500)
-        elif kind == "mlp":   # FC -> ReLU -> FC (Table 15); alpha = L2 strength ~ 1/C
-            clf = MLPClassifier(hidden_layer_sizes=(256,), alpha=1.0 / (C * 100), max_iter=200,
-                                random_state=seed)
+        elif kind in ("mlp", "mlp2"):   # FC+ReLU+FC / FC+ReLU+FC+ReLU+FC (Table 15); alpha ~ 1/C
+            clf = MLPClassifier(hidden_layer_sizes=(256,) if kind == "mlp" else (256, 256),
+                                alpha=1.0 / (C * 100), max_iter=200, random_state=seed)
         else:
-            raise ValueError(f"unknown probe kind {kind!r}; use 'linear' or 'mlp'")
+            raise ValueError(f"unknown probe kind {kind!r}; use 'linear', 'mlp' (FC+ReLU+FC) or 'mlp2' (FC+ReLU+FC+ReLU+FC)")
         pipe = make_pipeline(StandardScaler(), clf).fit(xtr, ytr)
         acc = pipe.score(xva, yva)
         if acc > best_acc:

@@ -227,3 +227,17 @@ def paper_vs_ours(ours: pd.DataFrame, table_id: str, mapping: dict, our_dataset:
     display.append(ours_label)
     numeric = ["paper_dataset", "paper_value", "ours_method", "ours_column", "ours_mean", "ours_std", "n"]
     return out[display + numeric]
+
+
+def mapping_for(table_id: str, methods: dict, columns: dict, datasets=None) -> dict:
+    """paper_vs_ours mapping for every (paper method, paper column, paper dataset) of a table
+    whose method is in `methods` {paper method: our method} and column in `columns`
+    {paper column: our column}; `datasets` limits the paper datasets."""
+    t = load_table(_check_id(table_id))
+    out = {}
+    for r in t.itertuples():
+        if r.method in methods and r.column in columns and (datasets is None or r.dataset in datasets):
+            out[(r.method, r.column, r.dataset)] = (methods[r.method], columns[r.column])
+    if not out:
+        raise ValueError(f"no entry of {table_id} matches methods {list(methods)} and columns {list(columns)}")
+    return out
