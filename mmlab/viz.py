@@ -135,15 +135,16 @@ def class_balance(splits):
 
 
 # --- results (chapters 01+) -----------------------------------------------------------------
-def bars(df, x: str, y: str, hue: str, title: str = "", ylabel: str = "test accuracy", ax=None,
+def bars(df, x: str, y: str, hue: str | None = None, title: str = "", ylabel: str = "test accuracy", ax=None,
          width: float = 6.0):
-    """Mean over seeds with the std as error bars (one bar per x/hue)."""
+    """Mean over seeds with the std as error bars (one bar per x/hue; hue=None: one per x)."""
     if ax is None:
         fig, axes = subplots(1, 1, width=width, height=3.0)
         ax = axes[0][0]
     sns.barplot(df, x=x, y=y, hue=hue, errorbar="sd", ax=ax, capsize=0.1, err_kws={"linewidth": 1})
     ax.set_title(title), ax.set_ylabel(ylabel), ax.set_xlabel("")
-    ax.legend(fontsize=8, loc="lower right")
+    if hue is not None:
+        ax.legend(fontsize=8, loc="lower right")
     return ax.figure
 
 
