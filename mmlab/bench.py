@@ -5,6 +5,9 @@ trainer-overhead: the same model, data, optimizer and number of steps, trained b
   alternating runs; prints the median time ratio last: `trainer_overhead_ratio <x>`.
 epoch-time: median wall seconds per pass over the training set, first pass excluded
   (so methods with stages compare fairly); prints `s_per_pass <x>` last.
+baselines-speed: epoch-time of reconboost / ogm_ge / concat / pmr on issue 4's setup (mfeat
+  fac + fou, MLP encoders 216|76 -> 128 -> 64, batch 64, SGD, 2 threads) beside a popular
+  toolkit's per-pass seconds; the target is <= 0.8x those.
 """
 from __future__ import annotations
 
@@ -60,14 +63,53 @@ def trainer_overhead(args) -> None:
     print(f"trainer_overhead_ratio {statistics.median(ratios):.4f}")
 
 
+def _kv(pairs) -> dict:
+    import ast
+    out = {}
+    for item in pairs:
+        k, _, v = item.partition("=")
+        try:
+            out[k] = ast.literal_eval(v)
+        except (ValueError, SyntaxError):
+            out[k] = v
+    return out
+
+
+def _seconds_per_pass(dataset, method, epochs, batch_size, device, data_opts=None, method_opts=None,
+                      optimizer="adam", lr=1e-3) -> list:
+    splits = load_dataset(dataset, **(data_opts or {}))
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, device=device, validate=False,
+                      optimizer=optimizer, lr=lr)
+    trainer = Trainer(METHODS.get(method)(splits.info, cfg, **(method_opts or {})), splits, cfg).fit()
+    return [row["train_s"] for row in trainer.history]
+
+
 def epoch_time(args) -> None:
-    splits = load_dataset(args.dataset)
-    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, device=args.device, validate=False)
-    opts = {"modality": args.modality} if args.modality else {}
-    trainer = Trainer(METHODS.get(args.method)(splits.info, cfg, **opts), splits, cfg).fit()
-    times = [row["train_s"] for row in trainer.history]
+    opts = _kv(args.method_opt)
+    if args.modality:
+        opts["modality"] = args.modality
+    times = _seconds_per_pass(args.dataset, args.method, args.epochs, args.batch_size, args.device,
+                              _kv(args.data_opt), opts, args.optimizer, args.lr)
     print("per-pass seconds: " + " ".join(f"{t:.3f}" for t in times))
     print(f"s_per_pass {statistics.median(times[1:] if len(times) > 1 else times):.4f}")
+
+
+# Issue 4's reference: a popular toolkit's implementations on mfeat (fac + fou views), MLP encoders
+# 216|76 -> 128 -> 64, batch 64, SGD, 2 threads; seconds per pass over the training set.
+TOOLKIT_S_PER_PASS = {"reconboost": 0.06, "ogm_ge": 0.18, "concat": 0.10, "pmr": 2.1}
+
+
+def baselines_speed(args) -> None:
+    """Seconds per pass of ReconBoost / OGM-GE / concat / PMR on issue 4's setup, against the
+    toolkit's figures (target: <= 0.8x). Median over passes, first pass excluded."""
+    torch.set_num_threads(args.threads)
+    data = {"views": ("fac", "fou")}
+    mopts = {"feature_dim": 64, "encoder_options": {"fac": {"hidden": 128}, "fou": {"hidden": 128}}}
+    for method, ref in TOOLKIT_S_PER_PASS.items():
+        times = _seconds_per_pass("mfeat", method, args.epochs, 64, "cpu", data, mopts, "sgd", 0.01)
+        s = statistics.median(times[1:])
+        print(f"{method:10s} s_per_pass {s:.4f}  toolkit {ref:.2f}  ratio {s / ref:.2f}  "
+              f"{'ok' if s <= 0.8 * ref else 'ABOVE 0.8x target'}", flush=True)
 
 
 def main(argv=None) -> None:
@@ -87,8 +129,15 @@ def main(argv=None) -> None:
     b.add_argument("--epochs", type=int, default=4)
     b.add_argument("--batch-size", type=int, default=64)
     b.add_argument("--device", default="cpu")
+    b.add_argument("--optimizer", default="adam")
+    b.add_argument("--lr", type=float, default=1e-3)
+    b.add_argument("--data-opt", action="append", default=[], metavar="KEY=VALUE")
+    b.add_argument("--method-opt", action="append", default=[], metavar="KEY=VALUE")
+    c = sub.add_parser("baselines-speed", help="issue 4's speed targets (mfeat fac+fou, MLP 128->64, SGD)")
+    c.add_argument("--epochs", type=int, default=8)
+    c.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
-    {"trainer-overhead": trainer_overhead, "epoch-time": epoch_time}[args.cmd](args)
+    {"trainer-overhead": trainer_overhead, "epoch-time": epoch_time, "baselines-speed": baselines_speed}[args.cmd](args)
 
 
 if __name__ == "__main__":

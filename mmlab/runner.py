@@ -201,18 +201,25 @@ def run_many(configs, n_jobs: int = 1, progress: bool = False) -> list:
     processes (spawned, one torch thread each). Results come back in input order."""
     configs = list(configs)
     results: list = [None] * len(configs)
-    todo = []
+    todo, first = [], {}            # a config listed twice is trained once
     for i, cfg in enumerate(configs):
         results[i] = cached_result(cfg)
-        if results[i] is None:
+        if results[i] is None and first.setdefault(cfg.hash(), i) == i:
             todo.append(i)
     if n_jobs <= 1 or len(todo) <= 1:
         for i in todo:
             results[i] = run(configs[i], progress=progress)
-        return results
+    else:
+        _run_parallel(configs, todo, results, n_jobs)
+    for i, cfg in enumerate(configs):      # duplicates share their first occurrence's result
+        if results[i] is None:
+            results[i] = results[first[cfg.hash()]]
+    return results
+
+
+def _run_parallel(configs, todo, results, n_jobs: int) -> None:
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
     with ProcessPoolExecutor(max_workers=n_jobs, mp_context=mp.get_context("spawn")) as ex:
         for i, d in zip(todo, ex.map(_run_in_worker, [configs[i] for i in todo])):
             results[i] = load_result_json(d)
-    return results

@@ -34,19 +34,20 @@ def study_results(dataset: str, methods=("concat",), seeds=(0, 1, 2), n_jobs: in
     return run_many(study_configs(dataset, methods, seeds, **common), n_jobs=n_jobs)
 
 
-def imbalance_frame(results) -> pd.DataFrame:
-    """One row per (method, seed, modality), joined with the same seed's unimodal run."""
+def imbalance_frame(results, labels=None) -> pd.DataFrame:
+    """One row per (method, seed, modality), joined with the same seed's unimodal run;
+    `labels` (one per result) names the method column, e.g. variant labels."""
     unis = [r for r in results if r.config["method"] == "unimodal"]
     uni = {(r.config["dataset"], r.config["seed"], r.config["method_options"]["modality"]): r for r in unis}
     if len(uni) != len(unis):
         raise ValueError("imbalance_frame got several unimodal runs for one (dataset, seed, modality): "
                          "pass the results of one study (one set of sizes and options) at a time")
     rows = []
-    for r in results:
+    for i, r in enumerate(results):
         t, seed, ds = r.metrics["test"], r.config["seed"], r.config["dataset"]
         for m, acc in t["per_modality"].items():
             u = uni[(ds, seed, m)]
-            rows.append({"dataset": ds, "method": r.config["method"], "seed": seed, "modality": m,
+            rows.append({"dataset": ds, "method": labels[i] if labels else r.config["method"], "seed": seed, "modality": m,
                          "fused_acc": t["acc"], "per_modality_acc": acc,
                          "joint_only_acc": t.get("joint_only", {}).get(m, acc),
                          "probe": r.probe.get(m, np.nan), "probe_random": r.probe_random.get(m, np.nan),
@@ -105,10 +106,8 @@ def variant_study(dataset: str, variants: Dict[str, Tuple[str, dict]], seeds=(0,
     runs = [(label, c, r) for (label, c), r in zip(pairs, results)]
     if not with_unimodal:
         return None, runs
-    df = imbalance_frame(results)
-    label_of = {r.config_hash: label for label, _, r in runs}
-    df["method"] = df["config_hash"].map(label_of)
-    return df, runs
+    # labels by position: two labels may share one config (e.g. "with GRS" and "fixed (ours)")
+    return imbalance_frame(results, [label for label, _, _ in runs]), runs
 
 
 def per_model(runs, fn, labels=None) -> pd.DataFrame:

@@ -143,7 +143,9 @@ def bars(df, x: str, y: str, hue: str | None = None, title: str = "", ylabel: st
         ax = axes[0][0]
     sns.barplot(df, x=x, y=y, hue=hue, errorbar="sd", ax=ax, capsize=0.1, err_kws={"linewidth": 1})
     ax.set_title(title), ax.set_ylabel(ylabel), ax.set_xlabel("")
-    if hue is not None:
+    if hue is not None and df[hue].nunique() > 4:      # many bars: keep the legend off them
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    elif hue is not None:
         ax.legend(fontsize=8, loc="lower right")
     return ax.figure
 
@@ -176,7 +178,7 @@ def tsne_grid(embeddings, class_names=None, title: str = "", scores=None, size: 
     cols = list(dict.fromkeys(c for _, c in embeddings))
     classes = np.unique(np.concatenate([np.asarray(lab) for _, lab in embeddings.values()]))
     colors = dict(zip(classes, sns.color_palette(PALETTE if len(classes) <= 10 else "husl", len(classes))))
-    fig, axes = subplots(len(rows), len(cols), width=size, height=size)
+    fig, axes = subplots(len(rows), len(cols), width=size, height=size, layout="constrained")
     for (r, c), (xy, lab) in embeddings.items():
         ax = axes[rows.index(r)][cols.index(c)]
         lab = np.asarray(lab)
@@ -197,7 +199,7 @@ def tsne_grid(embeddings, class_names=None, title: str = "", scores=None, size: 
     handles, labels = next(ax for row in axes for ax in row if ax.collections).get_legend_handles_labels()
     fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8,
                markerscale=2.5, title="class")
-    fig.suptitle(title, y=1.02)
+    fig.suptitle(title)
     return fig
 
 

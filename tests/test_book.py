@@ -65,9 +65,12 @@ def test_smoke_book_executes_every_notebook_with_parameters(smoke_book):
 def test_smoke_book_has_figures_claims_and_html(smoke_book):
     build_dir, _ = smoke_book
     figs = {p.parent.name for p in (build_dir / "src" / "figures").rglob("*.png") if p.stat().st_size > 0}
-    assert {"00-benchmarks", "01-modality-imbalance"} <= figs
-    claims = json.loads((build_dir / "claims" / "01-modality-imbalance.json").read_text())
-    assert len(claims["claims"] if isinstance(claims, dict) else claims) >= 4
+    assert {"00-benchmarks", "01-modality-imbalance", "40-reconboost-accuracy", "41-reconboost-encoders",
+            "42-reconboost-robustness", "43-reconboost-ablations"} <= figs
+    for name, n_min in (("01-modality-imbalance", 4), ("40-reconboost-accuracy", 20), ("41-reconboost-encoders", 10),
+                        ("42-reconboost-robustness", 6), ("43-reconboost-ablations", 8)):
+        claims = json.loads((build_dir / "claims" / f"{name}.json").read_text())
+        assert len(claims["claims"]) >= n_min, name
     html = build_dir / "html"
     assert (html / "index.html").exists()
     for p in NOTEBOOKS:

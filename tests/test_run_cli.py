@@ -139,3 +139,25 @@ def test_code_version_ignores_presentation_modules_only(tmp_path):
     assert u.code_version(pkg) == v0
     (pkg / "train.py").write_text((pkg / "train.py").read_text() + "\n# a training change\n")
     assert u.code_version(pkg) != v0
+
+
+def test_run_many_trains_a_repeated_config_once(run_cache, monkeypatch):
+    import mmlab.runner as runmod
+    calls = []
+    real = runmod.run
+    monkeypatch.setattr(runmod, "run", lambda cfg, **kw: calls.append(cfg.hash()) or real(cfg, **kw))
+    a, b = RunConfig(**CFG), RunConfig(**{**CFG, "seed": 1})
+    out = runmod.run_many([a, b, RunConfig(**CFG)])
+    assert len(calls) == 2 and out[0] is out[2] and out[1].config["seed"] == 1
+
+
+def test_variant_study_labels_rows_by_position(run_cache):
+    """Two labels may name the same config (e.g. 'with GRS' and 'fixed (ours)'); each keeps its rows."""
+    from mmlab.studies import variant_study
+    df, runs = variant_study("synthetic", {"A": ("concat", {}), "B": ("concat", {}), "C": ("sum", {})}, seeds=(0,),
+                             epochs=1, device="cpu", probe=False)
+    assert [l for l, _, _ in runs] == ["unimodal", "unimodal", "A", "B", "C"]
+    counts = df.groupby("method").size()
+    assert counts["A"] == counts["B"] == counts["C"] == 2 and counts["unimodal"] == 2
+    a, b = df[df.method == "A"], df[df.method == "B"]
+    assert list(a.fused_acc) == list(b.fused_acc) and a.config_hash.iloc[0] == b.config_hash.iloc[0]
