@@ -138,3 +138,28 @@ def test_resume_mid_stage_equals_uninterrupted(splits, tmp_path):
 def test_bad_options_are_named(splits, opts, match):
     with pytest.raises(ValueError, match=match):
         trainer(splits, **opts)
+
+
+@pytest.mark.parametrize("final", ["tmc", "qmf"])
+def test_decision_level_final_rules_fuse_the_learners(splits, final):
+    """Ours + TMC / QMF (Table 14): the fused score is that rule applied to the learners' logits."""
+    from mmlab.methods.qmf import qmf_combine
+    from mmlab.methods.tmc import tmc_combine
+    t = trainer(splits, epochs=2, final=final).fit()
+    batch = next(iter(t.loader(splits.test, train=False)))
+    t.model.eval()
+    with torch.no_grad():
+        out = t.method.predict(t.model, batch)
+    rule = tmc_combine if final == "tmc" else qmf_combine
+    assert torch.allclose(out.logits, rule(out.per_modality), atol=1e-5)
+    assert t.history[-1]["val"]["acc"] > 0.5
+
+
+def test_paper_kl_objective_is_unbounded_below():
+    """Why the book runs both forms: CE - lam*KL(sigma || p) has no minimum when the others
+    put mass on a wrong class (p -> 0 there sends the loss to -inf); the code's form is >= 0."""
+    y, others = torch.tensor([0]), torch.tensor([[0.0, 5.0, 0.0]])     # others favour class 1
+    losses = [reconciliation_loss(torch.tensor([[s, -s, 0.0]]), others, y, lam=1 / 3) for s in (0.0, 10.0, 100.0)]
+    assert losses[2] < losses[1] < losses[0] and losses[2] < -20
+    code = [reconciliation_loss(torch.tensor([[s, -s, 0.0]]), others, y, lam=0, form="code") for s in (0.0, 100.0)]
+    assert min(code) >= 0

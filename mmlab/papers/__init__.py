@@ -241,3 +241,11 @@ def mapping_for(table_id: str, methods: dict, columns: dict, datasets=None) -> d
     if not out:
         raise ValueError(f"no entry of {table_id} matches methods {list(methods)} and columns {list(columns)}")
     return out
+
+
+def collapse(table: pd.DataFrame) -> pd.DataFrame:
+    """A paper_vs_ours table with one row per (method, column): the reported numbers of the
+    paper's datasets side by side, then ours (display columns only)."""
+    shown = [c for c in table.columns if c.startswith(("paper: ", "ours: "))]
+    first = lambda s: next((v for v in s if v != ""), "")
+    return table.groupby(["method", "column"], sort=False)[shown].agg(first).reset_index()
