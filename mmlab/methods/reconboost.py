@@ -246,8 +246,11 @@ class ReconBoost(Method):
         return loss
 
     def grs_step(self, trainer, batch, epoch) -> None:
-        with trainer.autocast():
-            out = trainer.model(batch)
+        model = trainer.model
+        with trainer.autocast():     # = model(batch), with each learner's head run once, not twice
+            feats = model.encode(batch)
+            per = model.fusion.per_modality(feats)
+            out = ModelOutput(model.fusion.combine(per), per, feats)
             loss = self.grs_loss(out, batch, epoch)
         trainer.optimize(loss, self.optimizers["grs"])
         trainer.log_batch(out, batch, loss)
