@@ -27,7 +27,7 @@ from scipy import stats
 from mmlab.utils import atomic_write_json
 
 __all__ = ["RULE", "VERDICTS", "ALPHA", "MIN_SEEDS", "DEFAULT_MIN_EFFECT", "Claim", "check", "verdict",
-           "paired_diffs", "Ledger", "verdict_counts", "COLUMNS"]
+           "paired_diffs", "Ledger", "verdict_counts", "COLUMNS", "by_protocol", "protocol_changes"]
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
 VERDICTS = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE)
@@ -48,7 +48,9 @@ RULE = (
     "includes no effect and the reverse effect. "
     "(5) Otherwise 'inconclusive' (too noisy to tell). "
     "Zero variance (all d equal up to float rounding, so the t-test is undefined): 'reproduced' if the common value is >= "
-    "min_effect and > 0, else 'not reproduced'; both p-values are then reported as missing (NaN). "
+    "min_effect and > 0, else 'not reproduced'; both p-values are then missing (shown as —). "
+    "The p-value shown beside a verdict is the one that decided it: p_value for 'reproduced', p_below for "
+    "'not reproduced', both for 'inconclusive'. "
     "The verdict is always computed from the differences, never entered by hand."
 )
 
@@ -98,6 +100,8 @@ class Claim:
     diffs: list
     min_effect: float = DEFAULT_MIN_EFFECT
     notebook: str = ""
+    reported: str = ""              # the paper's numbers behind the claim, for its dataset family
+    protocol: str = ""              # which training protocol produced the diffs (e.g. equal budget, paper recipe)
     n: int = field(init=False)
     mean: float = field(init=False)
     std: float = field(init=False)
@@ -114,7 +118,9 @@ class Claim:
         for k, v in verdict(diffs, self.min_effect).items():
             object.__setattr__(self, k, v)
 
-    _INPUTS = ("id", "paper", "source", "statement", "dataset", "measure", "diffs", "min_effect", "notebook")
+    _INPUTS = ("id", "paper", "source", "statement", "dataset", "measure", "diffs", "min_effect", "notebook",
+               "reported", "protocol")
+    _OPTIONAL = ("min_effect", "notebook", "reported", "protocol")
 
     def inputs(self) -> dict:
         """The fields a claim is built from (everything else is computed)."""
@@ -127,10 +133,21 @@ class Claim:
     @classmethod
     def from_dict(cls, d: dict) -> "Claim":
         """Rebuild from saved inputs; any saved statistics or verdict are ignored and recomputed."""
-        missing = [k for k in cls._INPUTS if k not in d and k not in ("min_effect", "notebook")]
+        missing = [k for k in cls._INPUTS if k not in d and k not in cls._OPTIONAL]
         if missing:
             raise ValueError(f"saved claim lacks {missing}: {d.get('id', d)!r}")
         return cls(**{k: d[k] for k in cls._INPUTS if k in d})
+
+    @property
+    def deciding_p(self) -> str:
+        """The p-value that decided the verdict, labelled (RULE): p(mean > 0) for reproduced,
+        p(mean < min_effect) for not reproduced, both for inconclusive."""
+        if self.n < MIN_SEEDS:
+            return f"— (n < {MIN_SEEDS})"
+        if math.isnan(self.p_value):
+            return "— (zero variance)"
+        above, below = f"p(>0) = {self.p_value:.3f}", f"p(<min) = {self.p_below:.3f}"
+        return {REPRODUCED: above, NOT_REPRODUCED: below}.get(self.verdict, f"{above}, {below}")
 
     def effect(self, scale: float | None = None) -> str:
         """'mean ± std' of the differences; with scale (e.g. 100) in points of that unit."""
@@ -142,10 +159,12 @@ class Claim:
 
 
 def check(id: str, paper: str, source: str, statement: str, dataset: str, measure: str, diffs,
-          min_effect: float = DEFAULT_MIN_EFFECT, notebook: str = "") -> Claim:
+          min_effect: float = DEFAULT_MIN_EFFECT, notebook: str = "", reported: str = "",
+          protocol: str = "") -> Claim:
     """Create a :class:`Claim`; its verdict follows :data:`RULE`."""
     return Claim(id=id, paper=paper, source=source, statement=statement, dataset=dataset, measure=measure,
-                 diffs=list(diffs), min_effect=min_effect, notebook=notebook)
+                 diffs=list(diffs), min_effect=min_effect, notebook=notebook, reported=reported,
+                 protocol=protocol)
 
 
 def _select(df: pd.DataFrame, sel: dict, name: str) -> pd.DataFrame:
@@ -180,8 +199,8 @@ def paired_diffs(df: pd.DataFrame, a: dict, b: dict, value: str, on: str = "seed
     return [float(va[s]) - float(vb[s]) for s in sorted(sa)]
 
 
-COLUMNS = ["notebook", "id", "paper", "source", "statement", "dataset", "measure", "n", "mean", "std",
-           "p_value", "p_below", "min_effect", "verdict", "diffs"]
+COLUMNS = ["notebook", "id", "paper", "source", "statement", "dataset", "protocol", "reported", "measure", "n",
+           "mean", "std", "p_value", "p_below", "deciding_p", "min_effect", "verdict", "diffs"]
 
 
 def _frame(claims, scale: float | None = None) -> pd.DataFrame:
@@ -196,12 +215,13 @@ class Ledger:
     """The claims one notebook tests. Adding a claim whose id is already present replaces it
     (re-running a notebook cell does not duplicate claims)."""
 
-    def __init__(self, notebook: str):
+    def __init__(self, notebook: str, profile: str = ""):
         notebook = str(notebook).strip()
         if not notebook or any(ch in notebook for ch in "/\\") or notebook.startswith("."):
             raise ValueError(f"notebook name {notebook!r} must be a plain non-empty file stem")
-        self.notebook = notebook
+        self.notebook, self.profile = notebook, str(profile)
         self._claims: dict[str, Claim] = {}
+        self.untested: dict[str, dict] = {}     # claims the paper does not make for a stand-in's family
 
     @property
     def claims(self) -> list[Claim]:
@@ -222,9 +242,28 @@ class Ledger:
         return claim
 
     def check(self, id: str, paper: str, source: str, statement: str, dataset: str, measure: str, diffs,
-              min_effect: float = DEFAULT_MIN_EFFECT) -> Claim:
+              min_effect: float = DEFAULT_MIN_EFFECT, reported: str = "", protocol: str = "") -> Claim:
         """Create a claim (verdict by :data:`RULE`), store it in this ledger, and return it."""
-        return self.add(check(id, paper, source, statement, dataset, measure, diffs, min_effect, self.notebook))
+        return self.add(check(id, paper, source, statement, dataset, measure, diffs, min_effect, self.notebook,
+                              reported, protocol))
+
+    def check_supported(self, support, id: str, paper: str, source: str, statement: str, dataset: str,
+                        measure: str, diffs, min_effect: float = DEFAULT_MIN_EFFECT, protocol: str = ""):
+        """Test a claim only where the paper's own numbers show it for the dataset family the
+        stand-in represents: `support` = (holds, citation), e.g. mmlab.papers.comparison(...).
+        Otherwise the claim is listed in `untested` with the citation (and no verdict)."""
+        holds, citation = support
+        if holds:
+            self.untested.pop(id, None)
+            return self.check(id, paper, source, statement, dataset, measure, diffs, min_effect, citation, protocol)
+        self._claims.pop(id, None)
+        self.untested[id] = {"statement": statement, "dataset": dataset, "protocol": protocol,
+                             "reported (does not show it on every dataset of the family)": citation}
+        return None
+
+    def untested_frame(self) -> pd.DataFrame:
+        """The claims left untested because the paper does not make them for the family."""
+        return pd.DataFrame.from_dict(self.untested, orient="index")
 
     def to_frame(self, scale: float | None = None) -> pd.DataFrame:
         """One row per claim. With `scale` (e.g. 100 for accuracies stored as fractions) adds a
@@ -234,8 +273,8 @@ class Ledger:
     def save(self, directory) -> Path:
         """Write <directory>/<notebook>.json atomically (temp file + rename)."""
         path = Path(directory) / f"{self.notebook}.json"
-        atomic_write_json({"notebook": self.notebook, "rule": RULE,
-                           "claims": [c.to_dict() for c in self.claims]}, path)
+        atomic_write_json({"notebook": self.notebook, "profile": self.profile, "rule": RULE,
+                           "claims": [c.to_dict() for c in self.claims], "untested": self.untested}, path)
         return path
 
     @classmethod
@@ -244,30 +283,60 @@ class Ledger:
         path = Path(path)
         try:
             doc = json.loads(path.read_text(encoding="utf-8"))
-            led = cls(doc["notebook"])
+            led = cls(doc["notebook"], doc.get("profile", ""))
             for d in doc["claims"]:
                 led.add(Claim.from_dict(d))
+            led.untested = dict(doc.get("untested", {}))
         except (ValueError, KeyError, TypeError) as e:
             raise ValueError(f"{path}: not a claims ledger ({e})") from e
         return led
 
     @staticmethod
-    def load_all(directory, scale: float | None = None) -> pd.DataFrame:
+    def load_all(directory, scale: float | None = None, profile: str | None = None) -> pd.DataFrame:
         """All notebooks' claims in `directory` (*.json ledgers), sorted by notebook then id.
-        An empty or missing directory gives an empty frame with the same columns."""
+        With `profile`, only ledgers recorded under that profile (a page never mixes
+        profiles); without it, ledgers of several profiles raise. An empty or missing
+        directory gives an empty frame with the same columns."""
         d = Path(directory)
-        claims = []
-        if d.is_dir():
-            for p in sorted(d.glob("*.json")):
-                if not p.name.startswith("."):  # skip temp files of an in-progress atomic write
-                    claims += Ledger.load(p).claims
-        claims.sort(key=lambda c: (c.notebook, c.id))
+        ledgers = [Ledger.load(p) for p in sorted(d.glob("*.json")) if not p.name.startswith(".")] \
+            if d.is_dir() else []        # dot files: temp files of an in-progress atomic write
+        if profile is not None:
+            ledgers = [led for led in ledgers if led.profile == profile]
+        profiles = sorted({led.profile for led in ledgers})
+        if len(profiles) > 1:
+            raise ValueError(f"{d}: ledgers of several profiles {profiles}; pass profile= to pick one")
+        claims = sorted((c for led in ledgers for c in led.claims), key=lambda c: (c.notebook, c.id))
         return _frame(claims, scale)
 
     @staticmethod
     def verdict_counts(df: pd.DataFrame, by: str | None = None):
         """Same as the module-level :func:`verdict_counts`."""
         return verdict_counts(df, by)
+
+
+def by_protocol(df: pd.DataFrame) -> pd.DataFrame:
+    """Verdicts side by side per protocol: claims whose ids are '<base>@<protocol>' (one per
+    protocol), one row per base claim and dataset, a column per protocol and `changes`
+    (True where the protocols disagree)."""
+    if len(df) == 0:
+        return pd.DataFrame()
+    d = df.assign(base=df["id"].str.rsplit("@", n=1).str[0])
+    t = d.pivot_table(index=["base", "dataset", "statement"], columns="protocol", values="verdict",
+                      aggfunc="first", sort=False)
+    t["changes"] = t.nunique(axis=1) > 1
+    return t
+
+
+def protocol_changes(df: pd.DataFrame) -> str:
+    """One sentence per claim whose verdict depends on the protocol (Markdown), from by_protocol."""
+    t = by_protocol(df)
+    if len(t) == 0 or not t["changes"].any():
+        return "No verdict changes between the protocols."
+    protos = [c for c in t.columns if c != "changes"]
+    lines = []
+    for (base, dataset, statement), r in t[t["changes"]].iterrows():
+        lines.append(f"- *{statement}* ({dataset}): " + ", ".join(f"{p}: **{r[p]}**" for p in protos))
+    return f"{int(t['changes'].sum())} of {len(t)} verdicts change with the protocol:\n" + "\n".join(lines)
 
 
 def verdict_counts(df: pd.DataFrame, by: str | None = None):

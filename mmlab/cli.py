@@ -7,6 +7,34 @@ import json
 import sys
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad input gets one line naming the option and what it expects (no usage dump)."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
+
+
+def _ranged(name: str):
+    """argparse type for a numeric run option: parsed, then checked against its range in
+    mmlab.runner.RUN_RANGES (the same check RunConfig makes)."""
+    from mmlab.runner import RUN_RANGES
+    from mmlab.utils import check_range
+    kw = RUN_RANGES[name]
+
+    def parse(text: str):
+        try:
+            value = int(text) if kw.get("integer") else float(text)
+        except ValueError:
+            value = text
+        try:
+            check_range(name.replace("_", "-"), value, **kw)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+        return value
+    parse.__name__ = name
+    return parse
+
+
 def _kv(text: str):
     """Parse key=value; value as a Python literal when possible (14, 0.1, None, (1,2)), else str."""
     if "=" not in text:
@@ -19,6 +47,9 @@ def _kv(text: str):
 
 
 def cmd_datasets(args) -> int:
+    """Every dataset with its shapes and split sizes, the knob values of its default
+    construction and, for the calibrated stand-ins, the regime measured for it."""
+    import sys as _sys
     from mmlab.data import DATASETS, load_dataset
     for name in DATASETS.names():
         s = load_dataset(name)
@@ -26,6 +57,14 @@ def cmd_datasets(args) -> int:
         sz = s.sizes()
         print(f"{name:10s} classes={s.info.num_classes:<3d} train={sz['train']:<6d} val={sz['val']:<5d} "
               f"test={sz['test']:<6d} {mods}")
+        module = _sys.modules[DATASETS.get(name).__module__]
+        variants = getattr(module, "VARIANTS", None)
+        if variants:
+            knobs = ", ".join(f"{k}={v}" for k, v in variants["calibrated"].items())
+            print(f"{'':10s} default construction (variant='calibrated'): {knobs}; "
+                  f"also variant={sorted(set(variants) - {'calibrated'})}")
+        if getattr(module, "REGIME", None):
+            print(f"{'':10s} measured regime: {module.REGIME}")
     return 0
 
 
@@ -60,8 +99,8 @@ def cmd_train(args) -> int:
     if args.modality:
         mopts["modality"] = args.modality
     cfg = RunConfig(dataset=args.dataset, method=args.method, seed=args.seed, epochs=args.epochs,
-                    batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
-                    weight_decay=args.weight_decay, device=args.device, amp=args.amp,
+                    batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
+                    weight_decay=args.weight_decay, val_fraction=args.val_fraction, device=args.device, amp=args.amp,
                     dataset_options=dict(args.data_opt), method_options=mopts, probe=not args.no_probe)
     r = run(cfg, cache=not args.no_cache, progress=args.progress and not args.json,
             checkpoint_dir=args.checkpoint_dir, resume=args.resume)
@@ -70,20 +109,23 @@ def cmd_train(args) -> int:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m mmlab", description="mmlab: modality-imbalance lab")
-    sub = p.add_subparsers(dest="cmd", required=True)
+    p = _Parser(prog="python -m mmlab", description="mmlab: modality-imbalance lab")
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
     sub.add_parser("datasets", help="list datasets (modalities, shapes, split sizes)")
     sub.add_parser("methods", help="list registered methods")
     t = sub.add_parser("train", help="train and evaluate one method on one dataset")
     t.add_argument("--dataset", required=True)
     t.add_argument("--method", required=True)
     t.add_argument("--modality", help="for --method unimodal")
-    t.add_argument("--epochs", type=int, default=10)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--epochs", type=_ranged("epochs"), default=10, help="passes over the training set (>= 1)")
+    t.add_argument("--seed", type=_ranged("seed"), default=0)
+    t.add_argument("--batch-size", type=_ranged("batch_size"), default=64)
     t.add_argument("--optimizer", default="adam", choices=["sgd", "adam", "adamw"])
-    t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--weight-decay", type=float, default=0.0)
+    t.add_argument("--lr", type=_ranged("lr"), default=1e-3)
+    t.add_argument("--momentum", type=_ranged("momentum"), default=0.9, help="SGD momentum, in [0, 1)")
+    t.add_argument("--weight-decay", type=_ranged("weight_decay"), default=0.0)
+    t.add_argument("--val-fraction", type=_ranged("val_fraction"), default=0.1,
+                   help="fraction of train held out for model selection, in (0, 1)")
     t.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
     t.add_argument("--amp", default="auto", choices=["auto", "on", "off"])
     t.add_argument("--data-opt", type=_kv, action="append", default=[], metavar="KEY=VALUE",

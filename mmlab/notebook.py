@@ -40,7 +40,7 @@ class Chapter:
         from mmlab.claims import Ledger
         self.name, self.profile, self.device = name, profile, device
         self.t0 = time.perf_counter()
-        self.ledger = Ledger(name)
+        self.ledger = Ledger(name, profile)
         self.hashes: dict = {}
         viz.use_style()
 

@@ -20,8 +20,15 @@ from mmlab.analysis import classification_metrics, joint_only_accuracy, probe_en
 from mmlab.data import load_dataset
 from mmlab.data.base import BatchLoader
 from mmlab.methods import METHODS
-from mmlab.train import TrainConfig, Trainer
+from mmlab.train import TRAIN_RANGES, TrainConfig, Trainer, check_options
 from mmlab.utils import atomic_torch_save, atomic_write_json, cache_root, code_version, select_device, stable_hash
+
+
+# the run's numeric options and their valid ranges (the CLI's and RunConfig's checks)
+RUN_RANGES = {**{k: v for k, v in TRAIN_RANGES.items() if k != "eval_batch_size"},
+              "val_fraction": dict(lo=0, hi=1, lo_open=True, hi_open=True),
+              "probe_max_train": dict(lo=1, integer=True, allow_none=True),
+              "train_subset": dict(lo=1, integer=True, allow_none=True)}
 
 
 @dataclass
@@ -44,15 +51,24 @@ class RunConfig:
     probe_max_train: Optional[int] = 10000
     train_subset: Optional[int] = None                    # stratified seeded subsample of train (smoke runs)
 
+    def __post_init__(self):
+        check_options(self, RUN_RANGES, "")
+        for name in ("dataset_options", "method_options"):
+            if not isinstance(getattr(self, name), dict):
+                raise ValueError(f"{name} must be a dict, got {getattr(self, name)!r}")
+
     def to_dict(self) -> dict:
         return asdict(self)
 
     def hash(self) -> str:
         """Config + code version + the device type "auto" resolves to here (CPU fp32 and CUDA
-        AMP results never share a key)."""
+        AMP results never share a key). Method and dataset options equal to their defaults
+        are dropped first, so {"final": "na"} and {} name the same run."""
         dev = select_device(self.device).type
         amp = self.amp == "on" or (self.amp == "auto" and dev == "cuda")
-        return stable_hash({"config": self.to_dict(), "code": code_version(), "device": dev, "amp": amp})
+        cfg = dict(self.to_dict(), method_options=_non_default(self.method_options, _method_defaults(self.method)),
+                   dataset_options=_non_default(self.dataset_options, _dataset_defaults(self.dataset)))
+        return stable_hash({"config": cfg, "code": code_version(), "device": dev, "amp": amp})
 
     def train_config(self, **extra) -> TrainConfig:
         names = {f.name for f in fields(TrainConfig)}
@@ -77,6 +93,39 @@ class Result:
         d = asdict(self)
         d.update(dataset=self.config["dataset"], method=self.config["method"], seed=self.config["seed"])
         return d
+
+
+def _defaults(fn) -> dict:
+    return {k: p.default for k, p in inspect.signature(fn).parameters.items()
+            if p.default is not inspect.Parameter.empty}
+
+
+def _method_defaults(name: str) -> dict:
+    """Keyword defaults of a method's constructor and those of its bases (base last)."""
+    if name not in METHODS:
+        return {}
+    out = {}
+    for c in reversed(METHODS.get(name).__mro__):
+        if "__init__" in vars(c):
+            out.update(_defaults(c.__init__))
+    return out
+
+
+def _dataset_defaults(name: str) -> dict:
+    from mmlab.data import DATASETS
+    return _defaults(DATASETS.get(name)) if name in DATASETS else {}
+
+
+def _non_default(options: dict, defaults: dict) -> dict:
+    return {k: v for k, v in options.items() if not (k in defaults and _same(defaults[k], v))}
+
+
+def _same(a, b) -> bool:
+    try:
+        return type(a) is type(b) and a == b or (isinstance(a, (int, float)) and isinstance(b, (int, float))
+                                                 and not isinstance(a, bool) and not isinstance(b, bool) and a == b)
+    except Exception:
+        return False
 
 
 def build_method(cfg: RunConfig, info, train_cfg):

@@ -16,16 +16,28 @@ from mmlab.data import load_dataset
 from mmlab.runner import RunConfig, run_many
 
 
-def study_configs(dataset: str, methods: Iterable[str], seeds: Iterable[int], **common) -> list:
+def _with_recipe(recipe, method: str, common: dict, options: dict) -> Tuple[dict, dict]:
+    """(RunConfig kwargs, method options) of one run: the protocol's recipe for `method`
+    (optimizer settings, method options) under the run's own options, which win."""
+    if recipe is None:
+        return common, options
+    r = recipe(method)
+    return {**common, **r.run_kwargs()}, {**r.method_options, **options}
+
+
+def study_configs(dataset: str, methods: Iterable[str], seeds: Iterable[int], recipe=None, **common) -> list:
+    """RunConfigs of each modality alone and each method, per seed; `recipe(method)` (a
+    mmlab.configs.Recipe) sets each method's optimizer and extra options when given."""
     modalities = load_dataset(dataset, **common.get("dataset_options", {})).info.modality_names
+    base = common.pop("method_options", {})
     cfgs = []
     for seed in seeds:
         for m in modalities:
-            mo = {**common.get("method_options", {}), "modality": m}
-            cfgs.append(RunConfig(dataset=dataset, method="unimodal", seed=seed,
-                                  **{**common, "method_options": mo}))
+            kw, mo = _with_recipe(recipe, "unimodal", common, {**base, "modality": m})
+            cfgs.append(RunConfig(dataset=dataset, method="unimodal", seed=seed, method_options=mo, **kw))
         for method in methods:
-            cfgs.append(RunConfig(dataset=dataset, method=method, seed=seed, **common))
+            kw, mo = _with_recipe(recipe, method, common, dict(base))
+            cfgs.append(RunConfig(dataset=dataset, method=method, seed=seed, method_options=mo, **kw))
     return cfgs
 
 
@@ -83,25 +95,25 @@ def summarize(df: pd.DataFrame, cols=("fused_acc", "per_modality_acc", "joint_on
 
 
 def variant_configs(dataset: str, variants: Dict[str, Tuple[str, dict]], seeds: Iterable[int],
-                    with_unimodal: bool = True, **common) -> List[Tuple[str, RunConfig]]:
+                    with_unimodal: bool = True, recipe=None, **common) -> List[Tuple[str, RunConfig]]:
     """(label, RunConfig) per seed for each named variant {label: (method, options)}, plus
-    each modality alone (label "unimodal") when with_unimodal."""
+    each modality alone (label "unimodal") when with_unimodal; `recipe` as in study_configs."""
     pairs = []
     if with_unimodal:
-        pairs += [("unimodal", c) for c in study_configs(dataset, (), seeds, **common)]
+        pairs += [("unimodal", c) for c in study_configs(dataset, (), seeds, recipe, **dict(common))]
     base_opts = common.pop("method_options", {})
     for seed in seeds:
         for label, (method, opts) in variants.items():
-            pairs.append((label, RunConfig(dataset=dataset, method=method, seed=seed,
-                                           method_options={**base_opts, **opts}, **common)))
+            kw, mo = _with_recipe(recipe, method, common, {**base_opts, **opts})
+            pairs.append((label, RunConfig(dataset=dataset, method=method, seed=seed, method_options=mo, **kw)))
     return pairs
 
 
 def variant_study(dataset: str, variants: Dict[str, Tuple[str, dict]], seeds=(0, 1, 2), n_jobs: int = 1,
-                  with_unimodal: bool = True, **common):
+                  with_unimodal: bool = True, recipe=None, **common):
     """Train every variant (cached) and return (imbalance frame with method = variant
     label, [(label, RunConfig, Result)])."""
-    pairs = variant_configs(dataset, variants, seeds, with_unimodal, **common)
+    pairs = variant_configs(dataset, variants, seeds, with_unimodal, recipe, **common)
     results = run_many([c for _, c in pairs], n_jobs=n_jobs)
     runs = [(label, c, r) for (label, c), r in zip(pairs, results)]
     if not with_unimodal:
@@ -141,13 +153,128 @@ def long_frame(df: pd.DataFrame, value: str, column=lambda r: r.modality, dedupe
 
 
 def reconboost_study(dataset: str, profile: str, variants=None, seeds=None, n_jobs: int = 1,
-                     device: str = "auto", with_unimodal: bool = True):
-    """variant_study with the ReconBoost chapters' sizes (mmlab.configs.RECONBOOST); the
-    default variants are the Table 1 / 2 rows (RB_MAIN)."""
-    from mmlab.configs import RB_MAIN, RECONBOOST
-    sz = RECONBOOST[dataset].sizes(profile)
+                     device: str = "auto", with_unimodal: bool = True, protocol: str = "equal"):
+    """variant_study with the ReconBoost chapters' sizes and recipes of one protocol
+    (mmlab.configs.RB_PROTOCOLS: "equal" budget or "paper" recipe); the default variants are
+    the Table 1 / 2 rows (RB_MAIN)."""
+    from mmlab.configs import RB_MAIN, RB_PROTOCOLS
+    proto = RB_PROTOCOLS[protocol]
+    sz = proto.specs[dataset].sizes(profile)
     return variant_study(dataset, variants or RB_MAIN, seeds or sz.seeds, n_jobs=n_jobs,
-                         with_unimodal=with_unimodal, **sz.run_kwargs(device))
+                         with_unimodal=with_unimodal, recipe=lambda m: proto.recipe(dataset, m),
+                         **sz.run_kwargs(device))
+
+
+# --- calibration of the stand-ins (chapter 00; `python -m mmlab.studies calibrate`) ----------
+# The papers' regime, as the benchmarks issue states it: every modality alone between ~45 and
+# ~85 %, concat at most ~90 %, an imbalance-immune reference (UME: unimodal models trained
+# and selected separately, then ensembled) at least 4 points above concat, while the
+# imbalance still shows (the weak modality's probe and joint-only accuracy under concat
+# below its unimodal ones). Fractions of 1.
+REGIME = {"alone": (0.45, 0.85), "concat_max": 0.90, "headroom": 0.04}
+CRITERIA = {
+    "alone in range": "every modality alone between 45 % and 85 %",
+    "concat <= 90": "concat at most 90 %",
+    "UME >= concat + 4": "UME at least 4 points above concat",
+    "weak probe drops": "the weak modality's probe under concat below its unimodal probe",
+    "weak joint-only drops": "the weak modality's joint-only accuracy under concat below alone",
+    "weak is weakest": "the modality named weak a priori is the weakest alone",
+}
+
+
+def calibration_results(dataset: str, dataset_options=None, profile: str = "quick", seeds=None,
+                        n_jobs: int = 1, device: str = "auto") -> list:
+    """Unimodal runs, concat and UME with chapter 01's sizes (mmlab.configs.IMBALANCE) for
+    one construction (dataset_options override the spec's); shared with chapters 00/01."""
+    from mmlab.configs import IMBALANCE
+    sz = IMBALANCE[dataset].sizes(profile)
+    kw = sz.run_kwargs(device)
+    kw["dataset_options"] = {**kw["dataset_options"], **(dataset_options or {})}
+    return study_results(dataset, ("concat", "ume"), seeds or sz.seeds, n_jobs=n_jobs, **kw)
+
+
+def calibration_summary(results, weak: str) -> dict:
+    """Measured regime of one construction (means over seeds, fractions) and which of
+    CRITERIA it meets; `weak` is the modality named weak a priori."""
+    df = imbalance_frame(results)
+    uni = df[df.method == "unimodal"].groupby("modality").unimodal_acc.mean()
+    fused = df[df.method != "unimodal"].drop_duplicates(["method", "seed"]).groupby("method").fused_acc.mean()
+    cw = df[(df.method == "concat") & (df.modality == weak)]
+    out = {f"{m} alone": float(a) for m, a in uni.items()}
+    out.update({"concat": float(fused["concat"]), "UME": float(fused["ume"]),
+                "headroom": float(fused["ume"] - fused["concat"]),
+                "weak probe drop": float((cw.unimodal_probe - cw.probe).mean()),
+                "weak joint-only drop": float((cw.unimodal_acc - cw.joint_only_acc).mean()),
+                "seeds": int(df.seed.nunique())})
+    lo, hi = REGIME["alone"]
+    met = {"alone in range": bool(((uni >= lo) & (uni <= hi)).all()),
+           "concat <= 90": out["concat"] <= REGIME["concat_max"],
+           "UME >= concat + 4": out["headroom"] >= REGIME["headroom"],
+           "weak probe drops": out["weak probe drop"] > 0,
+           "weak joint-only drops": out["weak joint-only drop"] > 0,
+           "weak is weakest": uni.idxmin() == weak}
+    return {**out, "criteria met": int(sum(met.values())), **met}
+
+
+def calibrate(dataset: str, candidates: Dict[str, dict], profile: str = "quick", seeds=None,
+              n_jobs: int = 1, device: str = "auto") -> pd.DataFrame:
+    """One row per candidate construction {label: dataset options}: its measured regime,
+    each criterion met or not, and `chosen` for the one the stated rule picks: the most
+    criteria met, then the largest UME - concat headroom (the point of calibrating)."""
+    from mmlab.configs import IMBALANCE
+    weak = IMBALANCE[dataset].dominated
+    rows = {label: calibration_summary(calibration_results(dataset, opts, profile, seeds, n_jobs, device), weak)
+            for label, opts in candidates.items()}
+    t = pd.DataFrame.from_dict(rows, orient="index")
+    t.index.name = "construction"
+    best = max(rows, key=lambda k: (rows[k]["criteria met"], rows[k]["headroom"]))
+    t["chosen"] = [k == best for k in t.index]
+    return t
+
+
+def calibration_display(t: pd.DataFrame, chosen: bool = True) -> pd.DataFrame:
+    """The calibrate() frame for reading: accuracies in % (one decimal), the modalities alone
+    in one column, a tick per criterion (and the rule's pick, unless chosen=False)."""
+    alone = [c for c in t.columns if c.endswith(" alone")]
+    out = pd.DataFrame(index=t.index)
+    out["alone (%)"] = [" / ".join(f"{c[:-6]} {100 * r[c]:.1f}" for c in alone if r[c] == r[c])
+                        for _, r in t.iterrows()]
+    for c in ("concat", "UME", "headroom", "weak probe drop", "weak joint-only drop"):
+        out[c + (" (points)" if c in ("headroom",) or "drop" in c else " (%)")] = (100 * t[c]).round(1)
+    for c in CRITERIA:
+        out[c] = t[c].map({True: "✓", False: "✗"})
+    out["criteria met"] = t["criteria met"].astype(str) + f" / {len(CRITERIA)}"
+    if chosen:
+        out["chosen"] = t["chosen"].map({True: "◀ the rule's pick", False: ""})
+    return out
+
+
+def print_calibration(t: pd.DataFrame) -> None:
+    with pd.option_context("display.width", 250, "display.max_columns", 40, "display.max_colwidth", 60):
+        print(calibration_display(t).to_string())
+    print("criteria: " + "; ".join(f"{k}: {v}" for k, v in CRITERIA.items()))
+    print("rule: the construction meeting the most criteria, then the largest UME - concat headroom")
+
+
+def modality_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Per (method, modality), mean ± std over seeds in %: fused, per-modality, joint-only
+    and alone accuracy, and the probes of this model's, the alone model's and a random encoder."""
+    g = df.groupby(["method", "modality"], sort=False)
+    col = lambda c: g[c].agg(lambda s: fmt_pm(s.mean(), s.std()))
+    return pd.DataFrame({"fused": col("fused_acc"), "per-modality": col("per_modality_acc"),
+                         "joint-only": col("joint_only_acc"), "alone (unimodal)": col("unimodal_acc"),
+                         "probe (this model)": col("probe"), "probe (trained alone)": col("unimodal_probe"),
+                         "probe (random encoder)": col("probe_random")})
+
+
+def accuracy_table(df: pd.DataFrame) -> pd.Series:
+    """Test accuracy, mean ± std over seeds, of each modality alone and of every other method
+    (ReconBoost Tables 1-2 layout), from a variant_study / imbalance frame."""
+    uni = df[df.method == "unimodal"]
+    rows = {f"{m} alone": fmt_pm(g.unimodal_acc.mean(), g.unimodal_acc.std()) for m, g in uni.groupby("modality", sort=False)}
+    j = df[df.method != "unimodal"].drop_duplicates(["method", "seed"])
+    rows.update({m: fmt_pm(g.fused_acc.mean(), g.fused_acc.std()) for m, g in j.groupby("method", sort=False)})
+    return pd.Series(rows, name="test accuracy % (mean ± std)")
 
 
 def fmt_pm(mean: float, std: Optional[float], scale: float = 100.0, digits: int = 1) -> str:
@@ -166,10 +293,36 @@ def _print_summary(df: pd.DataFrame) -> None:
               + " ".join(cells))
 
 
-def main(argv=None) -> None:
-    """`python -m mmlab.studies --dataset avmnist --epochs 10 --seeds 0 1 2 --n-jobs 2`"""
+def _calibrate_main(argv) -> None:
+    """`python -m mmlab.studies calibrate --dataset avmnist [--grid | --data-opt k=v ...]`"""
     import argparse
     import ast
+    import importlib
+    p = argparse.ArgumentParser(prog="python -m mmlab.studies calibrate")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--grid", action="store_true", help="every candidate of the dataset's CALIBRATION_GRID")
+    p.add_argument("--data-opt", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--profile", default="quick")
+    p.add_argument("--seeds", nargs="+", type=int)
+    p.add_argument("--n-jobs", type=int, default=2)
+    a = p.parse_args(argv)
+    if a.grid:
+        candidates = dict(importlib.import_module(f"mmlab.data.{a.dataset}").CALIBRATION_GRID)
+    else:
+        dopts = {k: ast.literal_eval(v) for k, v in (o.split("=", 1) for o in a.data_opt)}
+        candidates = {"given" if dopts else "default": dopts}
+    print_calibration(calibrate(a.dataset, candidates, a.profile, a.seeds, a.n_jobs, device="cpu"))
+
+
+def main(argv=None) -> None:
+    """`python -m mmlab.studies --dataset avmnist --epochs 10 --seeds 0 1 2 --n-jobs 2`, or
+    `python -m mmlab.studies calibrate --dataset avmnist [--grid]`."""
+    import argparse
+    import ast
+    import sys
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["calibrate"]:
+        return _calibrate_main(argv[1:])
     p = argparse.ArgumentParser(prog="python -m mmlab.studies")
     p.add_argument("--dataset", required=True)
     p.add_argument("--methods", nargs="+", default=["concat"])
@@ -189,10 +342,6 @@ def main(argv=None) -> None:
     _print_summary(df)
 
 
-if __name__ == "__main__":
-    main()
-
-
 def history_frame(results, labels=None) -> pd.DataFrame:
     """Per-epoch validation accuracy of each modality, long format
     (dataset, method, seed, epoch, modality, val_acc), from mmlab Results; `labels`
@@ -205,3 +354,7 @@ def history_frame(results, labels=None) -> pd.DataFrame:
                 rows.append({"dataset": c["dataset"], "method": c["method"], "seed": c["seed"],
                              "epoch": h["epoch"] + 1, "modality": m, "val_acc": acc})
     return pd.DataFrame(rows)
+
+
+if __name__ == "__main__":
+    main()

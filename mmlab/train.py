@@ -13,7 +13,46 @@ import torch
 import torch.nn.functional as F
 
 from mmlab.data.base import BatchLoader, MMData, Splits
-from mmlab.utils import atomic_torch_save, select_device
+from mmlab.utils import atomic_torch_save, check_range, select_device
+
+# Valid ranges of the numeric training options (mmlab.utils.check_range keyword arguments);
+# TrainConfig and RunConfig check them on construction, the CLI before it parses a run.
+TRAIN_RANGES = {
+    "epochs": dict(lo=1, integer=True),
+    "batch_size": dict(lo=1, integer=True),
+    "lr": dict(lo=0, lo_open=True),
+    "momentum": dict(lo=0, hi=1, hi_open=True),
+    "weight_decay": dict(lo=0),
+    "seed": dict(lo=0, integer=True),
+    "eval_batch_size": dict(lo=1, integer=True),
+}
+CHOICES = {"optimizer": ("sgd", "adam", "adamw"), "amp": ("auto", "on", "off")}
+
+
+def check_options(obj, ranges: dict, owner: str) -> None:
+    """Every field of `obj` named in `ranges` / CHOICES within its range, else ValueError
+    naming the option and the valid range (one line)."""
+    for name, kw in ranges.items():
+        check_range(name, getattr(obj, name), owner=owner, **kw)
+    for name, valid in CHOICES.items():
+        if hasattr(obj, name) and getattr(obj, name) not in valid:
+            raise ValueError(f"{owner}{name} must be one of {valid}, got {getattr(obj, name)!r}")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is unreadable (truncated or corrupt); the message names it and the fix."""
+
+
+def remove_partial_writes(directory: Path) -> list:
+    """Delete the temp files an interrupted atomic write leaves behind (`.last.pt.*.tmp`,
+    `.best.pt.*.tmp`: a process killed mid-write never renamed them); returns their names.
+    Finished checkpoints are never touched: a rename is atomic."""
+    removed = []
+    if directory.is_dir():
+        for p in directory.glob(".*.pt.*.tmp"):
+            p.unlink(missing_ok=True)
+            removed.append(p.name)
+    return removed
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -36,6 +75,9 @@ class TrainConfig:
     checkpoint_dir: Optional[str] = None
     resume: bool = False
     validate: bool = True            # False: no per-epoch validation; the last epoch is kept
+
+    def __post_init__(self):
+        check_options(self, TRAIN_RANGES, "TrainConfig: ")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -132,6 +174,8 @@ class Trainer:
 
     def fit(self) -> "Trainer":
         self.setup()
+        if self.cfg.checkpoint_dir:
+            remove_partial_writes(Path(self.cfg.checkpoint_dir))
         start = self._maybe_resume()
         train_loader = self.loader(self.splits.train, train=True)
         for epoch in range(start, self.cfg.epochs):
@@ -211,7 +255,14 @@ class Trainer:
         path = Path(self.cfg.checkpoint_dir) / "last.pt"
         if not path.exists():
             return 0
-        ck = torch.load(path, map_location=self.device, weights_only=True)
+        try:
+            ck = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as e:       # truncated / corrupt zip archive, not a checkpoint, ...
+            raise CheckpointError(
+                f"{path} is corrupt or truncated and cannot be resumed ({type(e).__name__}: "
+                f"{str(e).splitlines()[0][:120]}); delete it to start this run fresh, or resume from "
+                f"an intact copy (best.pt beside it holds only the best epoch's weights, not a "
+                f"resumable state)") from None
         mine, theirs = self._identity(self.cfg.to_dict()), self._identity(ck["config"])
         if mine != theirs or ck.get("method_name") != self.method.name:
             diff = {k: (theirs.get(k), v) for k, v in mine.items() if theirs.get(k) != v}

@@ -72,6 +72,27 @@ def select_device(device: str = "auto") -> torch.device:
     return dev
 
 
+def check_range(name: str, value, lo=None, hi=None, integer: bool = False, allow_none: bool = False,
+                lo_open: bool = False, hi_open: bool = False, owner: str = "") -> None:
+    """Raise ValueError "<owner><name> must be <kind> <range>, got <value>" when `value` lies
+    outside the range (NaN, inf, a non-number, a bool, or a fraction where an integer is
+    needed are out of range too)."""
+    if value is None and allow_none:
+        return
+    lb = "" if lo is None else (f"> {lo}" if lo_open else f">= {lo}")
+    ub = "" if hi is None else (f"< {hi}" if hi_open else f"<= {hi}")
+    want = ("an integer" if integer else "a number") + " " + (" and ".join(b for b in (lb, ub) if b) or "(finite)")
+    want += " (or None)" if allow_none else ""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    ok = ok and bool(np.isfinite(value)) and (not integer or float(value) == int(value))
+    if ok and lo is not None:
+        ok = value > lo if lo_open else value >= lo
+    if ok and hi is not None:
+        ok = value < hi if hi_open else value <= hi
+    if not ok:
+        raise ValueError(f"{owner}{name} must be {want}, got {value!r}")
+
+
 def stable_hash(obj) -> str:
     """sha256 of the canonical JSON of obj (sorted keys), first 16 hex digits."""
     text = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))

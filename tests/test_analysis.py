@@ -92,6 +92,18 @@ def test_dmc_orients_by_unimodal_accuracy():
     assert dmc(uni, mul) < 1
 
 
+def test_dmc_tie_rule_is_defined_and_independent_of_names():
+    """Equally strong alone: the pair is oriented by the joint accuracies, so DMC >= 1 and
+    renaming the modalities (which flipped the alphabetical orientation: 0.5 vs 2.0) changes nothing."""
+    uni, mul = {"audio": 0.8, "image": 0.8}, {"audio": 0.4, "image": 0.8}
+    renamed_uni, renamed_mul = {"z": 0.8, "b": 0.8}, {"z": 0.4, "b": 0.8}
+    assert dmc(uni, mul) == pytest.approx(2.0) and dmc(renamed_uni, renamed_mul) == pytest.approx(2.0)
+    swapped = {"audio": 0.8, "image": 0.4}
+    assert dmc(uni, swapped) == pytest.approx(2.0)                  # whichever ends up stronger
+    assert mir_table(uni, mul)["mir_mul"] == pytest.approx(2.0)
+    assert dmc(uni, {"audio": 0.7, "image": 0.7}) == 1.0           # both tie: no competition
+
+
 UNI3 = {"a": 0.80, "v": 0.60, "t": 0.50}
 MUL3 = {"a": 0.85, "v": 0.30, "t": 0.45}   # joint training ranks t above v
 

@@ -71,8 +71,70 @@ def test_splits_disjoint(name):
 
 def test_split_sizes():
     assert sum(load_dataset("synthetic").sizes().values()) == 2000
-    assert sum(load_dataset("mfeat").sizes().values()) == 2000
+    assert sum(load_dataset("mfeat", variant="easy").sizes().values()) == 2000
+    assert load_dataset("mfeat", train_per_class=20).sizes() == {"train": 180, "val": 20, "test": 400}
     assert load_dataset("avmnist").sizes() == {"train": 2160, "val": 240, "test": 600}
+
+
+def test_calibrated_and_easy_constructions_are_distinct_and_cached_apart(fresh_cache):
+    """The calibrated default and the first round's "easy" construction are both reachable;
+    their prepared tensors never share a cache file; explicit knobs win over the variant."""
+    expect = {"avmnist": dict(audio_frames=32, audio_noise=0.0, image_patch=14),
+              "mfeat": dict(views=["fac", "zer", "mor"], train_per_class=None)}
+    for name, knobs in expect.items():
+        cal, easy = load_dataset(name), load_dataset(name, variant="easy")
+        assert {k: easy.info.options[k] for k in knobs} == knobs
+        assert cal.info.options != easy.info.options
+        files = sorted((fresh_cache / "cache" / "data").glob(f"{name}-*.pt"))
+        assert len(files) >= 2, files
+    mixed = load_dataset("avmnist", variant="easy", audio_noise=0.5)
+    assert mixed.info.options["audio_noise"] == 0.5 and mixed.info.options["audio_frames"] == 32
+    with pytest.raises(ValueError, match=r"unknown variant 'hard'; variants: \['calibrated', 'easy'\]"):
+        load_dataset("avmnist", variant="hard")
+
+
+def test_avmnist_audio_noise_is_fixed_per_sample_and_cut_to_frames():
+    clean = load_dataset("avmnist", audio_noise=0.0, audio_frames=12)
+    noisy, again = load_dataset("avmnist", audio_noise=1.0, audio_frames=12), load_dataset("avmnist", audio_noise=1.0,
+                                                                                              audio_frames=12, seed=3)
+    assert noisy.train.x["audio"].shape[1:] == (12, 13)
+    diff = noisy.test.x["audio"] - clean.test.x["audio"]
+    assert 0.95 < float(diff.std()) < 1.05 and abs(float(diff.mean())) < 0.02    # N(0, 1) added
+    assert torch.equal(noisy.test.x["audio"], again.test.x["audio"])               # the same for every seed
+    assert torch.equal(noisy.test.x["image"], clean.test.x["image"])               # the image is untouched
+
+
+def test_mfeat_fewer_samples_per_class_and_view_noise():
+    s = load_dataset("mfeat", train_per_class=20, views=("fou", "zer", "mor"))
+    pool = torch.cat([s.train.y, s.val.y])
+    assert torch.equal(torch.bincount(pool), torch.full((10,), 20))                # stratified, 20 per class
+    full = load_dataset("mfeat", views=("fou", "zer", "mor"), variant="easy")
+    assert torch.equal(s.test.y, full.test.y)                                     # the same test digits
+    noisy = load_dataset("mfeat", views=("fou", "zer", "mor"), view_noise={"fou": 2.0})
+    clean = load_dataset("mfeat", views=("fou", "zer", "mor"), view_noise=0.0)
+    assert 1.9 < float((noisy.test.x["fou"] - clean.test.x["fou"]).std()) < 2.1
+    assert torch.equal(noisy.test.x["zer"], clean.test.x["zer"])
+
+
+@pytest.mark.parametrize("name,opts,match", [
+    ("avmnist", {"audio_noise": -0.5}, "avmnist: audio_noise must be a number >= 0, got -0.5"),
+    ("avmnist", {"audio_noise": float("nan")}, "audio_noise must be a number >= 0"),
+    ("avmnist", {"audio_frames": 0}, "audio_frames must be an integer >= 1 and <= 92"),
+    ("avmnist", {"audio_frames": 12.5}, "audio_frames must be an integer"),
+    ("avmnist", {"image_patch": 30}, r"image_patch must be an integer >= 1 and <= 28 \(or None\)"),
+    ("avmnist", {"test_fraction": 1.0}, "test_fraction must be a number > 0 and < 1"),
+    ("mfeat", {"train_per_class": 1}, "train_per_class must be an integer >= 2 and <= 160"),
+    ("mfeat", {"train_per_class": 500}, "train_per_class must be an integer >= 2 and <= 160"),
+    ("mfeat", {"view_noise": -1.0}, r"view_noise\[fou\] must be a number >= 0"),
+    ("mfeat", {"view_noise": {"pix": 1.0}}, "not among views"),
+    ("watch", {"window": 0}, "watch: window must be an integer >= 1"),
+    ("watch", {"stride": -2}, "watch: stride must be an integer >= 1"),
+    ("cgm", {"random_color_fraction": 1.5}, "random_color_fraction must be a number >= 0 and <= 1"),
+    ("cgm", {"color_std": -0.1}, "color_std must be a number >= 0"),
+])
+def test_a_knob_out_of_range_names_its_valid_range(name, opts, match):
+    with pytest.raises(ValueError, match=match):
+        load_dataset(name, **opts)
 
 
 def test_watch_subject_disjoint():

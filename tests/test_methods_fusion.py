@@ -200,10 +200,10 @@ def test_qmf_resume_equals_uninterrupted(splits, tmp_path):
     full = _fit("qmf", splits, 3, str(tmp_path / "full"))
     _fit("qmf", splits, 2, str(tmp_path / "part"))
     resumed = _fit("qmf", splits, 3, str(tmp_path / "part"), resume=True)
-    for r1, r2 in zip(full.history, resumed.history):
+    for r1, r2 in zip(full.history, resumed.history, strict=True):
         assert r1["train"] == r2["train"] and r1["val"] == r2["val"]
     torch.testing.assert_close(full.method.history, resumed.method.history, rtol=0, atol=0)
-    for (k, v1), v2 in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
+    for (k, v1), v2 in zip(full.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
         assert torch.equal(v1, v2), k
 
 

@@ -49,9 +49,9 @@ def _assert_resume_equals_uninterrupted(name, splits, tmp_path, **options):
     full = _fit(name, splits, 4, str(tmp_path / "full"), **options)
     _fit(name, splits, 2, str(tmp_path / "part"), **options)
     resumed = _fit(name, splits, 4, str(tmp_path / "part"), resume=True, **options)
-    for r1, r2 in zip(full.history, resumed.history):
+    for r1, r2 in zip(full.history, resumed.history, strict=True):
         assert r1["train"] == r2["train"] and r1["val"] == r2["val"]
-    for (k, v1), v2 in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
+    for (k, v1), v2 in zip(full.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
         assert torch.equal(v1, v2), k
     return full, resumed
 

@@ -41,13 +41,126 @@ def test_boosting_stage_moves_only_the_chosen_learner(splits):
     assert changed(before, after, "encoders.m0") and changed(before, after, "fusion.heads.m0")
     assert changed(before, after, "encoders.m1") == [] and changed(before, after, "fusion.heads.m1") == []
     assert torch.equal(before["fusion.boost_rate"], after["fusion.boost_rate"])
-    # then global rectification moves every learner and the boost rate
+    # then global rectification moves every learner (the paper has no boost rate: it stays 1)
     t.method.on_epoch_start(t, 1)
     assert set(t.method.optimizers) == {"grs"}
     t.method.train_epoch(t, loader, 1)
     final = snapshot(t.model)
     assert changed(after, final, "encoders.m1") and changed(after, final, "encoders.m0")
-    assert not torch.equal(after["fusion.boost_rate"], final["fusion.boost_rate"])
+    assert float(final["fusion.boost_rate"]) == 1.0
+
+
+def _boost_grad(t, beta):
+    """Gradient of a boosting loss for learner m0 w.r.t. its logits at boost rate beta. The
+    frozen learner m1 is made confident (head x 20): near-uniform others hide beta."""
+    t.setup()
+    t.method.on_epoch_start(t, 0)
+    with torch.no_grad():
+        t.model.fusion.boost_rate.fill_(beta)
+        t.model.fusion.heads["m1"].weight.mul_(20)
+    batch = next(iter(t.loader(t.splits.train, train=False)))
+    per = t.model.fusion.per_modality(t.model.encode(batch))
+    z = per["m0"].detach().requires_grad_()
+    g, = torch.autograd.grad(t.method.boost_loss(t.model, {"m0": z, "m1": per["m1"].detach()},
+                                                 batch["label"]), z)
+    return g, z.detach(), per["m1"].detach(), batch["label"]
+
+
+def test_paper_form_has_no_boost_rate_the_code_form_does(splits):
+    """Eq. 7: Phi_{M/k} = sum_{j != k} phi_j; Eq. 9 / Alg. 1: l(sum_k phi_k). The authors'
+    code scales both by a learnable beta: an option, not the default."""
+    g_paper, z, other, y = _boost_grad(trainer(splits, lam=1 / 3, alpha=0.0), beta=1.7)
+    want, = torch.autograd.grad(reconciliation_loss(z.requires_grad_(), other, y, 1 / 3), z)
+    torch.testing.assert_close(g_paper, want)
+    g_code, z, other, y = _boost_grad(trainer(splits, lam=1 / 3, alpha=0.0, boost_rate="code"), beta=1.7)
+    want_code, = torch.autograd.grad(reconciliation_loss(z.requires_grad_(), 1.7 * other, y, 1 / 3), z)
+    torch.testing.assert_close(g_code, want_code)
+    without, = torch.autograd.grad(reconciliation_loss(z, other, y, 1 / 3), z)
+    assert (g_code - without).norm() > 0.05 * without.norm()      # beta really changes Eq. 7
+    # GRS trains beta only in the code form
+    paper, code = trainer(splits, epochs=2).fit(), trainer(splits, epochs=2, boost_rate="code").fit()
+    assert float(paper.model.fusion.boost_rate) == 1.0 and not paper.model.fusion.boost_rate.requires_grad
+    assert code.model.fusion.boost_rate.item() != 1.0
+
+
+def test_tmc_final_anneals_by_the_same_rule_as_the_tmc_method(splits):
+    """One rule: at the trainer's pass 0 both use lambda = 1 / annealing_epochs (= 0.1)."""
+    from mmlab.methods.tmc import dirichlet_loss, evidence, tmc_alpha
+    rb = trainer(splits, epochs=2, final="tmc")
+    rb.setup()
+    tmc_cfg = TrainConfig(device="cpu")
+    tmc = METHODS.get("tmc")(splits.info, tmc_cfg)
+    batch = next(iter(rb.loader(splits.train, train=False)))
+    out = rb.model(batch)
+    tmc.on_epoch_start(None, 0)
+    y = batch["label"]
+    want = (dirichlet_loss(tmc_alpha(out.per_modality), y, 0.1)
+            + sum(dirichlet_loss(evidence(z) + 1, y, 0.1) for z in out.per_modality.values())).mean()
+    torch.testing.assert_close(rb.method.grs_loss(out, batch, 0), want)
+    torch.testing.assert_close(tmc.loss(out, batch), want)
+
+
+def test_qmf_final_trains_qmfs_own_objective(splits):
+    """GRS with final="qmf" trains QMF's loss (fused CE + per-learner CE + ranking term over
+    a per-sample loss history), not only CE on the fused score."""
+    from mmlab.methods.qmf import qmf_confidence, qmf_rank_loss
+    t = trainer(splits, epochs=2, final="qmf")
+    t.setup()
+    t.method.on_epoch_start(t, 0)
+    t.method.on_epoch_start(t, 1)                        # the GRS phase of stage 0
+    batch = next(iter(t.loader(splits.train, train=True)))
+    t.method.grs_step(t, batch, 1)
+    hist = t.method.qmf.history
+    assert hist.shape == (2, len(splits.train)) and int((hist[0] != 0).sum()) == len(batch["label"])
+    out = t.model(batch)
+    y, idx = batch["label"], batch["index"]
+    conf = qmf_confidence(out.per_modality)
+    rank = sum(qmf_rank_loss(conf[:, k], t.method.qmf.normalised_history(k, idx)) for k in range(2))
+    want = F.cross_entropy(out.logits, y) + sum(F.cross_entropy(z, y) for z in out.per_modality.values()) + 0.1 * rank
+    got = t.method.grs_loss(out, batch, 1)
+    torch.testing.assert_close(got, want)
+    assert abs(got.item() - F.cross_entropy(out.logits, y).item()) > 0.1
+
+
+def test_every_learner_goes_through_the_missing_modality_mask(splits):
+    """A masked modality's features are zero in the boosting step too (model.encode's path)."""
+    from mmlab.data.transforms import MissingModality
+    cfg = TrainConfig(device="cpu", epochs=1, optimizer="sgd", lr=0.05)
+    method = METHODS.get("reconboost")(splits.info, cfg)
+    t = Trainer(method, splits, cfg, train_transform=MissingModality(["m0", "m1"], eta=0.5))
+    t.setup()
+    seen = []
+    t.log_batch = lambda out, batch, loss: seen.append((out.features["m0"].detach(), batch["mask"]))
+    method.on_epoch_start(t, 0)
+    assert method.current == "m0"
+    method.train_epoch(t, t.loader(splits.train, train=True), 0)
+    feats = torch.cat([f for f, _ in seen])
+    absent = ~torch.cat([m for _, m in seen])[:, 0]
+    assert absent.any() and (~absent).any()
+    assert torch.equal(feats[absent], torch.zeros_like(feats[absent]))
+    assert (feats[~absent].abs().sum(1) > 0).all()
+
+
+def test_code_init_starts_every_learner_from_its_unimodal_model(splits, monkeypatch):
+    from mmlab.methods import umt
+    calls = []
+
+    def fake_teacher(trainer, info, model_kwargs, modality, epochs):
+        calls.append((modality, epochs))
+        torch.manual_seed(len(calls))
+        return umt.freeze(METHODS.get("unimodal")(info, trainer.cfg, modality=modality).build_model())
+    monkeypatch.setattr(umt, "train_teacher", fake_teacher)
+    t = trainer(splits, epochs=2, init="code", init_epochs=3)
+    t.setup()
+    t.method.on_epoch_start(t, 0)
+    assert calls == [("m0", 3), ("m1", 3)]
+    for k, m in enumerate(("m0", "m1")):
+        torch.manual_seed(k + 1)
+        uni = METHODS.get("unimodal")(splits.info, t.cfg, modality=m).build_model()
+        torch.testing.assert_close(t.model.encoders[m].state_dict(), uni.encoders[m].state_dict())
+        torch.testing.assert_close(t.model.fusion.heads[m].state_dict(), uni.fusion.head.state_dict())
+    t.method.on_epoch_start(t, 1)                  # a later epoch never warm-starts again
+    assert len(calls) == 2
 
 
 def test_kl_reconciliation_gradient_is_the_boosting_pseudo_label(splits):
@@ -105,7 +218,7 @@ def test_mcr_changes_the_learner_update(splits):
 def test_loss_guided_selection(splits, order, pick):
     t = trainer(splits, epochs=4, t1=1, t2=1, order=order).fit()
     assert len(t.method.stage_losses) == 2
-    for losses, chosen in zip(t.method.stage_losses, t.method.selections):
+    for losses, chosen in zip(t.method.stage_losses, t.method.selections, strict=True):
         assert chosen == pick(losses, key=losses.get)
     fixed = trainer(splits, epochs=6, t1=1, t2=1).fit()
     assert fixed.method.selections == ["m0", "m1", "m0"]
@@ -118,7 +231,9 @@ def test_final_rules(splits):
     assert lw.weights.requires_grad and not torch.equal(lw.weights.detach(), torch.ones(2))
     z = {"m0": torch.randn(3, 4), "m1": torch.randn(3, 4)}
     assert torch.allclose(lw.combine(z), lw.weights[0] * z["m0"] + lw.weights[1] * z["m1"])
-    assert torch.allclose(na.combine(z), na.boost_rate * (z["m0"] + z["m1"]))
+    assert torch.allclose(na.combine(z), z["m0"] + z["m1"])          # the paper: no boost rate
+    code = trainer(splits, epochs=2, boost_rate="code").fit().model.fusion
+    assert torch.allclose(code.combine(z), code.boost_rate * (z["m0"] + z["m1"]))
 
 
 def test_resume_mid_stage_equals_uninterrupted(splits, tmp_path):
@@ -127,14 +242,15 @@ def test_resume_mid_stage_equals_uninterrupted(splits, tmp_path):
     resumed = trainer(splits, epochs=6, t1=2, t2=1, checkpoint_dir=str(tmp_path / "b"), resume=True,
                       alpha=1.0).fit()
     assert resumed.method.selections == full.method.selections == ["m0", "m1"]
-    for r1, r2 in zip(full.history, resumed.history):
+    for r1, r2 in zip(full.history, resumed.history, strict=True):
         assert r1["train"] == r2["train"] and r1["val"] == r2["val"]
-    for (k, v1), v2 in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
+    for (k, v1), v2 in zip(full.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
         assert torch.equal(v1, v2), k
 
 
 @pytest.mark.parametrize("opts,match", [({"final": "max"}, "final"), ({"order": "random"}, "order"),
-                                        ({"t1": 0}, "t1"), ({"recon": "l2"}, "recon")])
+                                        ({"t1": 0}, "t1"), ({"recon": "l2"}, "recon"),
+                                        ({"boost_rate": "learned"}, "boost_rate"), ({"init": "warm"}, "init")])
 def test_bad_options_are_named(splits, opts, match):
     with pytest.raises(ValueError, match=match):
         trainer(splits, **opts)

@@ -283,3 +283,88 @@ def test_ledger_rejects_bad_names_and_files(tmp_path):
     (tmp_path / "broken.json").write_text('{"notebook": "broken"}')
     with pytest.raises(ValueError, match="not a claims ledger"):
         Ledger.load_all(tmp_path)
+
+
+# --------------------------------------------------------- claims the paper makes for a family
+def test_comparison_holds_only_where_every_family_dataset_shows_it():
+    holds, cite = papers.comparison("reconboost-table1", "Ours", "G-Blending", "Acc", ("CREMA-D", "AVE", "Kinetics-Sounds"))
+    assert holds and cite == "ReconBoost Table 1, Acc: Ours 79.82 vs G-Blending 63.81 (CREMA-D); 71.35 vs 62.75 (AVE)"
+    # the three-modality sets: G-Blending ties concat on CH-SIMS (71.55 vs 71.55), OGM-GE is below on MOSEI
+    holds, cite = papers.comparison("reconboost-table2", "G-Blending", "Concat Fusion", "Acc", ("MOSEI", "MOSI", "CH-SIMS"))
+    assert not holds and "71.55 vs 71.55 (CH-SIMS)" in cite
+    assert not papers.comparison("reconboost-table2", "OGM-GE", "Concat Fusion", "Acc", ("MOSEI", "MOSI", "CH-SIMS"))[0]
+    assert papers.comparison("reconboost-table2", "Ours", "UMT", "Acc", ("MOSEI", "MOSI", "CH-SIMS"))[0]
+    # a family the table does not report: no support
+    holds, cite = papers.comparison("reconboost-table7", "Ours", "Concat Fusion", "MAP", ("MOSEI",))
+    assert not holds and "no cell" in cite
+    # several columns (noise levels) of one dataset
+    holds, cite = papers.comparison("reconboost-table8", "Ours", "UMT", ["sigma^2=0.1", "sigma^2=1.0"], ("CREMA-D",))
+    assert holds and "Ours 74.75 vs UMT 68.76 (CREMA-D, sigma^2=0.1); 63.95 vs 62.23" in cite
+
+
+def test_threshold_and_figure_support():
+    assert papers.threshold("reconboost-table12", "Concat Fusion", "DMC", ("CREMA-D", "AVE"), above=1.0) == \
+        (True, "ReconBoost Table 12: Concat Fusion DMC 1.81 (CREMA-D), 1.19 (AVE)")
+    holds, cite = papers.threshold("reconboost-table12", "Concat Fusion", "DMC", ("MOSEI", "MOSI", "CH-SIMS"), above=1.0)
+    assert not holds and "0.99 (MOSI)" in cite                    # the paper's own MOSI is below 1
+    assert papers.in_figure("reconboost", "Fig. 8", ("CREMA-D", "AVE"), ("CREMA-D", "AVE"))[0]
+    assert not papers.in_figure("reconboost", "Fig. 8", ("CREMA-D", "AVE"), ("MOSEI", "MOSI"))[0]
+
+
+def test_unsupported_claims_are_listed_not_tested(tmp_path):
+    led = Ledger("40-x", profile="quick")
+    led.check_supported((True, "T1: 79.82 vs 63.81"), "a@equal", "ReconBoost", "T1", "A beats B", "avmnist", "d",
+                        [0.02, 0.03, 0.025], protocol="equal budget")
+    led.check_supported((False, "T2: 66.93 vs 66.71; 71.55 vs 71.55"), "b@equal", "ReconBoost", "T2", "B beats C",
+                        "mfeat", "d", [0.5, 0.5, 0.6], protocol="equal budget")
+    assert [c.id for c in led] == ["a@equal"] and led.claims[0].reported == "T1: 79.82 vs 63.81"
+    assert list(led.untested) == ["b@equal"] and "71.55" in led.untested_frame().iloc[0, -1]
+    back = Ledger.load(led.save(tmp_path))
+    assert back.profile == "quick" and back.untested == led.untested
+    assert back.claims[0].protocol == "equal budget" and back.claims[0].reported == "T1: 79.82 vs 63.81"
+
+
+def test_deciding_p_is_the_one_behind_the_verdict():
+    rep = check("r", "P", "s", "st", "d", "m", [0.05, 0.06, 0.055])
+    bad = check("n", "P", "s", "st", "d", "m", [-0.05, -0.06, -0.055])
+    unsure = check("i", "P", "s", "st", "d", "m", [0.1, -0.2, 0.3])
+    assert rep.deciding_p == f"p(>0) = {rep.p_value:.3f}" and bad.deciding_p == f"p(<min) = {bad.p_below:.3f}"
+    assert unsure.deciding_p == f"p(>0) = {unsure.p_value:.3f}, p(<min) = {unsure.p_below:.3f}"
+    assert check("z", "P", "s", "st", "d", "m", [0.02] * 3).deciding_p == "— (zero variance)"
+    assert check("f", "P", "s", "st", "d", "m", [0.02]).deciding_p == "— (n < 3)"
+
+
+def test_ledgers_of_two_profiles_never_mix(tmp_path):
+    Ledger("01-a", profile="smoke").save(tmp_path)
+    led = Ledger("40-b", profile="quick")
+    led.check("c", "P", "s", "st", "d", "m", [0.05, 0.06, 0.055])
+    led.save(tmp_path)
+    with pytest.raises(ValueError, match="several profiles"):
+        Ledger.load_all(tmp_path)
+    assert Ledger.load_all(tmp_path, profile="quick")["notebook"].tolist() == ["40-b"]
+    assert Ledger.load_all(tmp_path, profile="smoke").empty
+
+
+def test_verdicts_per_protocol_and_the_changes_between_them():
+    led = Ledger("40-x")
+    for p, d in (("equal budget", [0.05, 0.06, 0.055]), ("paper recipe", [-0.05, -0.06, -0.055])):
+        led.check(f"rb-beats-x@{p[:5]}", "P", "s", "ReconBoost beats X", "avmnist", "m", d, protocol=p)
+    for p in ("equal budget", "paper recipe"):
+        led.check(f"same@{p[:5]}", "P", "s", "stable claim", "avmnist", "m", [0.05, 0.06, 0.055], protocol=p)
+    t = claims.by_protocol(led.to_frame())
+    assert t.loc[("rb-beats-x", "avmnist", "ReconBoost beats X"), "changes"]
+    assert not t.loc[("same", "avmnist", "stable claim"), "changes"]
+    text = claims.protocol_changes(led.to_frame())
+    assert text.startswith("1 of 2 verdicts change") and "equal budget: **reproduced**" in text
+    assert "stable claim" not in text
+
+
+def test_claims_page_shows_the_citation_the_protocol_and_the_deciding_p(tmp_path):
+    from mmlab import book
+    led = Ledger("40-x", profile="quick")
+    led.check("a@equal", "ReconBoost", "T1", "A beats B", "avmnist", "d", [0.05, 0.06, 0.055],
+              reported="ReconBoost Table 1, Acc: Ours 79.82 vs G-Blending 63.81 (CREMA-D)", protocol="equal budget")
+    page = book.render_ledger_markdown(led.to_frame(), "quick")
+    row = next(line for line in page.splitlines() if line.startswith("| A beats B"))
+    assert "79.82 vs G-Blending 63.81" in row and "equal budget" in row and "p(>0) = " in row
+    assert "**reproduced**" in row and "profile **quick**" in page

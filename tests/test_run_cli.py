@@ -161,3 +161,86 @@ def test_variant_study_labels_rows_by_position(run_cache):
     assert counts["A"] == counts["B"] == counts["C"] == 2 and counts["unimodal"] == 2
     a, b = df[df.method == "A"], df[df.method == "B"]
     assert list(a.fused_acc) == list(b.fused_acc) and a.config_hash.iloc[0] == b.config_hash.iloc[0]
+
+
+# every numeric run option with its invalid values: negative, zero where it must be positive,
+# NaN, out of its interval, a fraction where an integer is needed
+BAD_NUMBERS = [("epochs", "-1"), ("epochs", "0"), ("epochs", "nan"), ("epochs", "1.5"),
+               ("seed", "-1"), ("seed", "nan"), ("batch-size", "0"), ("batch-size", "-4"),
+               ("lr", "0"), ("lr", "-0.1"), ("lr", "nan"), ("lr", "inf"), ("momentum", "-0.1"),
+               ("momentum", "1"), ("momentum", "nan"), ("weight-decay", "-1e-4"), ("weight-decay", "nan"),
+               ("val-fraction", "0"), ("val-fraction", "1"), ("val-fraction", "nan")]
+
+
+@pytest.mark.parametrize("option,value", BAD_NUMBERS, ids=[f"{o}={v}" for o, v in BAD_NUMBERS])
+def test_cli_rejects_an_invalid_number_in_one_line(tmp_path, monkeypatch, capsys, option, value):
+    """A one-line error naming the option and its valid range, before any data is loaded."""
+    from mmlab import cli as cli_mod
+    monkeypatch.setenv("MMLAB_CACHE", str(tmp_path))
+    with pytest.raises(SystemExit) as exit_:
+        cli_mod.main(["train", "--dataset", "mfeat", "--method", "concat", f"--{option}={value}"])
+    err = capsys.readouterr()
+    lines = err.err.strip().splitlines()
+    assert exit_.value.code == 2 and len(lines) == 1, err.err
+    assert f"--{option}" in lines[0] and "must be" in lines[0] and err.out == ""
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "data").exists()
+
+
+def test_cli_negative_epochs_fail_fast_in_a_fresh_process(tmp_path):
+    """`--epochs -1` used to run on without a word (killed by a 120 s timeout)."""
+    p = cli("train", "--dataset", "mfeat", "--method", "concat", "--epochs", "-1", env_cache=tmp_path)
+    assert p.returncode == 2 and p.stderr.strip().count("\n") == 0 and "--epochs" in p.stderr, p.stderr
+
+
+RUN_BAD = [("epochs", 0), ("epochs", -1), ("batch_size", 0), ("lr", 0.0), ("lr", float("nan")),
+           ("momentum", 1.0), ("weight_decay", -1.0), ("seed", -1), ("val_fraction", 0.0),
+           ("probe_max_train", 0), ("train_subset", -5), ("epochs", 2.5), ("optimizer", "rmsprop"),
+           ("amp", "yes")]
+
+
+@pytest.mark.parametrize("name,value", RUN_BAD, ids=[f"{n}={v}" for n, v in RUN_BAD])
+def test_runconfig_rejects_an_invalid_option_naming_it(name, value):
+    with pytest.raises(ValueError, match=rf"^{name} must be .*got"):
+        RunConfig(**{**CFG, name: value})
+
+
+def test_resume_from_a_truncated_checkpoint_names_the_file_and_the_fix(tmp_path):
+    ck = tmp_path / "ck"
+    p = cli("train", *"--dataset synthetic --method concat --epochs 1 --device cpu --no-cache".split(),
+            "--checkpoint-dir", str(ck), env_cache=tmp_path)
+    assert p.returncode == 0, p.stderr
+    data = (ck / "last.pt").read_bytes()
+    (ck / "last.pt").write_bytes(data[: len(data) // 3])                # a torn copy / full disk
+    p = cli("train", *"--dataset synthetic --method concat --epochs 2 --device cpu --no-cache --resume".split(),
+            "--checkpoint-dir", str(ck), env_cache=tmp_path)
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and len(lines) == 1 and "Traceback" not in p.stderr, p.stderr
+    assert str(ck / "last.pt") in lines[0] and "corrupt or truncated" in lines[0] and "delete it" in lines[0]
+
+
+def test_options_equal_to_their_defaults_name_the_same_run():
+    """{"final": "na"} is ReconBoost's default, so it is the same run as {} (trained once);
+    a real change, or a value of another type, is another run."""
+    base = RunConfig(dataset="synthetic", method="reconboost", device="cpu")
+    same = RunConfig(dataset="synthetic", method="reconboost", device="cpu",
+                     method_options={"final": "na", "alpha": 0.1}, dataset_options={"n_samples": 2000})
+    assert same.hash() == base.hash()
+    for other in ({"final": "lw"}, {"alpha": 0.2}, {"grs": 1}):
+        assert RunConfig(dataset="synthetic", method="reconboost", device="cpu", method_options=other).hash() != base.hash()
+    assert RunConfig(dataset="synthetic", method="concat", device="cpu").hash() != base.hash()
+
+
+def test_calibration_summary_measures_the_regime_criteria(run_cache):
+    """The calibration table's numbers are the runs' own: alone, concat, UME, headroom and the
+    weak modality's drops, each criterion checked against mmlab.studies.REGIME."""
+    from mmlab.studies import CRITERIA, REGIME, calibration_summary, imbalance_frame, study_results
+    res = study_results("synthetic", ("concat", "ume"), seeds=(0,), epochs=2, device="cpu", probe_max_train=300)
+    s = calibration_summary(res, weak="m1")
+    df = imbalance_frame(res)
+    concat = df[df.method == "concat"].fused_acc.iloc[0]
+    ume = df[df.method == "ume"].fused_acc.iloc[0]
+    assert s["concat"] == pytest.approx(concat) and s["headroom"] == pytest.approx(ume - concat)
+    alone = df[df.method == "unimodal"].groupby("modality").unimodal_acc.first()
+    assert s["alone in range"] == bool(alone.between(*REGIME["alone"]).all())
+    assert s["weak is weakest"] == (alone.idxmin() == "m1")            # snr 3.0 vs 0.5: m1 is the weak one
+    assert s["criteria met"] == sum(bool(s[c]) for c in CRITERIA) and set(CRITERIA) <= set(s)

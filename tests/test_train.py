@@ -77,9 +77,9 @@ def test_resume_equals_uninterrupted(splits, tmp_path):
     fit("gated", splits, epochs=2, checkpoint_dir=str(tmp_path / "part"))
     resumed = fit("gated", splits, epochs=4, checkpoint_dir=str(tmp_path / "part"), resume=True)
     assert [r["epoch"] for r in resumed.history] == [0, 1, 2, 3]
-    for r1, r2 in zip(full.history, resumed.history):
+    for r1, r2 in zip(full.history, resumed.history, strict=True):
         assert r1["train"] == r2["train"] and r1["val"] == r2["val"]
-    for (k, v1), v2 in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
+    for (k, v1), v2 in zip(full.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
         assert torch.equal(v1, v2), k
     # checkpoints load with weights_only=True and hold the best-on-val weights separately
     ck = torch.load(tmp_path / "part" / "last.pt", weights_only=True)
@@ -180,3 +180,17 @@ def test_no_size_one_training_batch_for_batchnorm(splits):
     cfg = TrainConfig(device="cpu", epochs=1, batch_size=len(splits.train) - 1)
     t = Trainer(METHODS.get("concat")(splits.info, cfg), splits, cfg)
     assert [len(b["label"]) for b in t.loader(splits.train, train=True)] == [len(splits.train) - 1]
+
+
+def test_debris_of_an_interrupted_checkpoint_write_is_removed(splits, tmp_path):
+    """A kill -9 during an atomic write leaves a 0-byte `.best.pt.<random>.tmp`; the next
+    run in that directory removes it and resumes from the intact checkpoints."""
+    full = fit("concat", splits, epochs=2)
+    ck = tmp_path / "ck"
+    fit("concat", splits, epochs=1, checkpoint_dir=str(ck))
+    for name in (".best.pt.k9x2.tmp", ".last.pt.abcd.tmp"):
+        (ck / name).write_bytes(b"")
+    (ck / "notes.tmp").write_text("not ours")                       # only our own temp files go
+    resumed = fit("concat", splits, epochs=2, checkpoint_dir=str(ck), resume=True)
+    assert sorted(p.name for p in ck.iterdir()) == ["best.pt", "last.pt", "notes.tmp"]
+    assert metrics_of(resumed.history) == metrics_of(full.history)

@@ -89,3 +89,22 @@ def cluster_scores(features: np.ndarray, labels, k: int = 5, metric: str = "cosi
     x, y = _standardise(np.asarray(features)[idx]), y[idx]
     return {"silhouette": float(silhouette_score(x, y, metric=metric)),
             "knn_acc": knn_loo_accuracy(x, y, k=k, metric=metric)}
+
+
+def tsne_rows(method, model, splits, max_points: int = 600, seed: int = 0) -> list:
+    """Per modality of a trained model: the t-SNE map of its test features (xy, labels y of
+    the embedded rows) and the cluster scores of the features themselves."""
+    from mmlab.analysis.probe import extract_features
+    y = splits.test.y.numpy()
+    rows = []
+    for m, f in extract_features(model, splits.test).items():
+        xy, idx = tsne_embed(f, seed=seed, max_points=max_points, labels=y)
+        rows.append({"modality": m, "xy": xy, "y": y[idx], **cluster_scores(f, y)})
+    return rows
+
+
+def cluster_rows(method, model, splits) -> list:
+    """Per modality of a trained model: silhouette and 5-NN accuracy of its test features."""
+    from mmlab.analysis.probe import extract_features
+    y = splits.test.y.numpy()
+    return [{"modality": m, **cluster_scores(f, y)} for m, f in extract_features(model, splits.test).items()]

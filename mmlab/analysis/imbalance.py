@@ -7,6 +7,13 @@ For three modalities Eq. 29 takes the cube root of a product over modality pairs
 literally over *ordered* pairs the product is identically 1 (DMC(m,n) * DMC(n,m) = 1), so
 we take each unordered pair once, oriented strong -> weak by the unimodal accuracy, and
 the cube root of the three values: the geometric mean the paper describes.
+
+Ties (the paper does not define them): when two modalities are equally accurate alone,
+the pair is oriented by the multimodal accuracies instead (the modality that ends up
+stronger under joint training is "strong"), so that pair's DMC = MIR_mul >= 1: any gap
+joint training opens between equally strong modalities counts as competition, whatever
+the modalities are called. (Orienting by name would give DMC or 1/DMC depending on the
+alphabet.) If both accuracies tie, the pair's DMC is 1 either way.
 """
 from __future__ import annotations
 
@@ -23,23 +30,24 @@ def mir(acc_strong: float, acc_weak: float) -> float:
     return acc_strong / acc_weak
 
 
-def _pairs(uni: Dict[str, float]):
-    """Unordered modality pairs, each as (strong, weak) by unimodal accuracy."""
+def _pairs(uni: Dict[str, float], mul: Dict[str, float]):
+    """Unordered modality pairs, each as (strong, weak) by unimodal accuracy; a tie is
+    broken by the multimodal accuracy (module docstring)."""
     for a, b in combinations(sorted(uni), 2):
-        yield (a, b) if uni[a] >= uni[b] else (b, a)
+        yield (a, b) if (uni[a], mul[a]) >= (uni[b], mul[b]) else (b, a)
 
 
 def dmc(uni: Dict[str, float], mul: Dict[str, float]) -> float:
     """Degree of modality competition; geometric mean over pairs for > 2 modalities."""
     if set(uni) != set(mul) or len(uni) < 2:
         raise ValueError(f"DMC needs the same >= 2 modalities in both, got {sorted(uni)} and {sorted(mul)}")
-    vals = [mir(mul[s], mul[w]) / mir(uni[s], uni[w]) for s, w in _pairs(uni)]
+    vals = [mir(mul[s], mul[w]) / mir(uni[s], uni[w]) for s, w in _pairs(uni, mul)]
     return float(np.exp(np.mean(np.log(vals))))
 
 
 def mir_table(uni: Dict[str, float], mul: Dict[str, float]) -> dict:
     """MIR_uni, MIR_mul (geometric mean over pairs) and DMC, as in ReconBoost Table 11."""
-    pairs = list(_pairs(uni))
+    pairs = list(_pairs(uni, mul))
     gm = lambda xs: float(np.exp(np.mean(np.log(xs))))
     return {"mir_uni": gm([mir(uni[s], uni[w]) for s, w in pairs]),
             "mir_mul": gm([mir(mul[s], mul[w]) for s, w in pairs]),

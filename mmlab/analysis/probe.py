@@ -75,3 +75,13 @@ def probe_encoders(model, splits, modalities=None, kind: str = "linear", max_tra
         clf = fit_probe(f["train"][m], ys["train"], f["val"][m], ys["val"], kind=kind, seed=seed)
         out[m] = float(clf.score(f["test"][m], ys["test"]))
     return out
+
+
+PROBE_KINDS = (("linear", "FC"), ("mlp", "FC+Relu+FC"), ("mlp2", "FC+Relu+FC+Relu+FC"))   # Table 15
+
+
+def probe_rows(method, model, splits, kinds=PROBE_KINDS, max_train: int | None = 10000, seed: int = 0) -> list:
+    """One row {modality, probe, acc} per modality and probe kind for a trained model
+    (`method` unused: the signature of mmlab.studies.per_model's callbacks)."""
+    return [{"modality": m, "probe": name, "acc": acc} for kind, name in kinds
+            for m, acc in probe_encoders(model, splits, kind=kind, max_train=max_train, seed=seed).items()]

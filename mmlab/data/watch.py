@@ -18,6 +18,20 @@ Construction:
   remaining subjects by whole subjects with group_val_split (seeded by `seed`), so
   train, val and test share no subject. MMData.groups holds the subject id.
 
+Calibration (`python -m mmlab.studies calibrate --dataset watch --grid`, quick profile: 6
+epochs, Adam 1e-3, 3 seeds; test accuracy %), measured on 2026-12-01:
+
+    construction              acc   gyro  concat   UME  headroom  criteria
+    2 s windows (default)    76.5   67.3    76.1  79.3     +3.2     5 / 6
+    1 s windows              73.7   67.0    75.8  78.0     +2.2     5 / 6
+    3 s windows              77.9   67.9    79.8  78.5     -1.4     5 / 6
+
+The construction was already in the papers' regime (both modalities alone in 45-85 %,
+concat <= 90 %, the gyroscope's probe 11.2 and joint-only accuracy 43.0 points below alone
+under concat) except for the headroom: UME is 3.2 points above concat, not 4, with the
+default 2-s windows (kept). The papers report no imbalance-immune reference on USC-HAD/MHAD
+(ERL-MR Table 2: 56.0 / 46.0 alone, concat 61.0 on USC).
+
 Caveat: under this subject-disjoint split, linear probes on randomly initialised
 encoders are strong: an early trial found them as good as probes on trained encoders,
 so read probe-based imbalance claims on this set only against the random-encoder probe
@@ -31,11 +45,21 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mmlab.data.base import (DataFormatError, DatasetInfo, MMData, Splits, cached_prepare, expect,
+from mmlab.data.base import (DataFormatError, DatasetInfo, MMData, Splits, cached_prepare, check_knob, expect,
                              fit_standardizer, group_val_split, package_file, register_dataset)
 
 WATCH_PACKAGE, WATCH_FILE = "seglearn", "seglearn/data/watch_dataset.npy"
 ACC, GYRO = ["ax", "ay", "az"], ["wx", "wy", "wz"]
+
+REGIME = ("acc 76.5, gyro 67.3, concat 76.1, UME 79.3 (quick profile, 3 seeds, test %; 5 of 6 calibration "
+          "criteria met: UME is 3.2, not 4, points above concat)")
+
+# Candidates measured by `python -m mmlab.studies calibrate --dataset watch --grid`.
+CALIBRATION_GRID = {
+    "2 s windows (default)": {},
+    "1 s windows": dict(window=50, stride=25),
+    "3 s windows": dict(window=150, stride=50),
+}
 
 
 def load_watch():
@@ -92,10 +116,11 @@ def _prepare(opts: dict) -> dict:
 @register_dataset("watch")
 def build(seed: int = 0, val_fraction: float = 0.1, *, window: int = 100, stride: int = 50,
           test_subjects: tuple = (8, 9, 10)) -> Splits:
+    check_knob("watch", "window", window, 1, integer=True)
+    check_knob("watch", "stride", stride, 1, integer=True)
     test_subjects = sorted({int(s) for s in test_subjects})
-    if window < 1 or stride < 1 or not test_subjects:
-        raise ValueError(f"need window >= 1, stride >= 1 and some test_subjects, "
-                         f"got {window}, {stride}, {test_subjects}")
+    if not test_subjects:
+        raise ValueError("watch: test_subjects must name at least one subject (1..10), got none")
     opts = dict(window=int(window), stride=int(stride), test_subjects=test_subjects)
     d = cached_prepare("watch", opts, lambda: _prepare(opts))
     full = MMData({"acc": d["acc"], "gyro": d["gyro"]}, d["y"], d["subject"])

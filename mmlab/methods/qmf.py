@@ -127,6 +127,60 @@ class QMFFusion(SumFusion):
         return qmf_combine(self.per_modality(feats), self.temperature, self.scale, self.weighting)
 
 
+class QMFObjective:
+    """QMF's training objective with its per-sample loss history (state), shared by the QMF
+    method and ReconBoost's `final="qmf"` rectification stage:
+        L = CE(fused, y) + sum_m CE(z_m, y) + lam * sum_m L_rank,m
+    `history` [M, N_train] holds each training sample's summed past CE per modality."""
+
+    def __init__(self, modalities, lam: float = 0.1, temperature: float = 1.0, scale: float = 0.1,
+                 rank_margin: str = "enforce"):
+        _check_options(temperature)
+        if rank_margin not in RANK_MARGINS:
+            raise ValueError(f"QMF rank_margin={rank_margin!r} is not one of {RANK_MARGINS}")
+        if lam < 0:
+            raise ValueError(f"QMF lam (ranking weight) must be >= 0, got {lam}")
+        self.modalities = list(modalities)
+        self.lam, self.temperature, self.scale, self.rank_margin = lam, temperature, scale, rank_margin
+        self.history: Tensor | None = None
+
+    def start(self, n_train: int, device) -> None:
+        self.history = torch.zeros(len(self.modalities), n_train, device=device)
+
+    def update_history(self, per_modality: Dict[str, Tensor], y: Tensor, index: Tensor) -> None:
+        """h_m[index] += per-sample CE of modality m (detached)."""
+        idx = index.to(self.history.device)
+        for k, m in enumerate(self.modalities):
+            ce = F.cross_entropy(per_modality[m].detach().float(), y, reduction="none")
+            self.history[k].index_add_(0, idx, ce.to(self.history.device))
+
+    def normalised_history(self, k: int, idx: Tensor) -> Tensor:
+        """Min-max normalised (over the training set) history of modality k at idx, [B]."""
+        h = self.history[k]
+        span = h.max() - h.min()
+        span = torch.where(span > 0, span, torch.ones_like(span))   # constant history -> all 0
+        return (h[idx.to(h.device)] - h.min()) / span
+
+    def __call__(self, fused: Tensor, per_modality: Dict[str, Tensor], y: Tensor, index: Tensor) -> Tensor:
+        per = {m: per_modality[m].float() for m in self.modalities}
+        loss = F.cross_entropy(fused.float(), y) + sum(F.cross_entropy(z, y) for z in per.values())
+        if self.lam == 0 or self.history is None:
+            return loss
+        conf = qmf_confidence(per, self.temperature, self.scale)             # [B, M], with grad
+        rank = sum(qmf_rank_loss(conf[:, k], self.normalised_history(k, index).to(conf.device),
+                                 self.rank_margin) for k in range(len(self.modalities)))
+        return loss + self.lam * rank
+
+    def state(self) -> dict:
+        return {"history": None if self.history is None else self.history.detach().cpu()}
+
+    def load(self, state: dict) -> None:
+        h = state.get("history")
+        if h is not None:
+            device = self.history.device if self.history is not None else h.device
+            self.history = h.to(device)
+
+
 @register("qmf")
 class QMF(Method):
     fusion = "qmf"
@@ -142,13 +196,16 @@ class QMF(Method):
         if len(self.modalities) < 2:
             raise ValueError(f"method 'qmf' needs at least two modalities, got {self.modalities}")
         _check_options(temperature, weighting)
-        if rank_margin not in RANK_MARGINS:
-            raise ValueError(f"QMF rank_margin={rank_margin!r} is not one of {RANK_MARGINS}")
-        if lam < 0:
-            raise ValueError(f"QMF lam (ranking weight) must be >= 0, got {lam}")
-        self.lam, self.temperature, self.scale = lam, temperature, scale
-        self.weighting, self.rank_margin = weighting, rank_margin
-        self.history: Tensor | None = None           # [M, N_train] summed past CE losses
+        self.objective = QMFObjective(self.modalities, lam, temperature, scale, rank_margin)
+        self.temperature, self.scale, self.weighting = temperature, scale, weighting
+
+    @property
+    def history(self) -> Tensor | None:
+        """[M, N_train] summed past CE losses (the objective's state)."""
+        return self.objective.history
+
+    def normalised_history(self, k: int, idx: Tensor) -> Tensor:
+        return self.objective.normalised_history(k, idx)
 
     def build_model(self):
         model = build_model(self.info, fusion="sum", modalities=self.modalities, **self.model_kwargs)
@@ -157,46 +214,21 @@ class QMF(Method):
 
     def on_fit_start(self, trainer) -> None:
         super().on_fit_start(trainer)
-        self.history = torch.zeros(len(self.modalities), len(trainer.splits.train), device=trainer.device)
+        self.objective.start(len(trainer.splits.train), trainer.device)
 
     def training_step(self, trainer, batch: dict) -> None:
         with trainer.autocast():
             out = trainer.model(batch)
-            self.update_history(out, batch)
+            self.objective.update_history(out.per_modality, batch["label"], batch["index"])
             loss = self.loss(out, batch)
         trainer.optimize(loss, self.optimizers["main"])
         trainer.log_batch(out, batch, loss)
 
-    def update_history(self, out, batch: dict) -> None:
-        """h_m[index] += per-sample CE of modality m (detached)."""
-        idx = batch["index"].to(self.history.device)
-        for k, m in enumerate(self.modalities):
-            ce = F.cross_entropy(out.per_modality[m].detach().float(), batch["label"], reduction="none")
-            self.history[k].index_add_(0, idx, ce.to(self.history.device))
-
-    def normalised_history(self, k: int, idx: Tensor) -> Tensor:
-        """Min-max normalised (over the training set) history of modality k at idx, [B]."""
-        h = self.history[k]
-        span = h.max() - h.min()
-        span = torch.where(span > 0, span, torch.ones_like(span))   # constant history -> all 0
-        return (h[idx.to(h.device)] - h.min()) / span
-
     def loss(self, out, batch):
-        y = batch["label"]
-        per = {m: out.per_modality[m].float() for m in self.modalities}
-        loss = F.cross_entropy(out.logits.float(), y) + sum(F.cross_entropy(z, y) for z in per.values())
-        if self.lam == 0 or self.history is None:
-            return loss
-        conf = qmf_confidence(per, self.temperature, self.scale)             # [B, M], with grad
-        rank = sum(qmf_rank_loss(conf[:, k], self.normalised_history(k, batch["index"]).to(conf.device),
-                                 self.rank_margin) for k in range(len(self.modalities)))
-        return loss + self.lam * rank
+        return self.objective(out.logits, out.per_modality, batch["label"], batch["index"])
 
     def extra_state(self) -> dict:
-        return {"history": None if self.history is None else self.history.detach().cpu()}
+        return self.objective.state()
 
     def load_extra_state(self, state: dict) -> None:
-        h = state.get("history")
-        if h is not None:
-            device = self.history.device if self.history is not None else h.device
-            self.history = h.to(device)
+        self.objective.load(state)

@@ -7,35 +7,54 @@ of stages; stage s (Alg. 1):
      (no grad, eval mode: they are the "historical models"). Loss (Eq. 7, Corollary 3.2,
      Eq. 8, line 6 of Alg. 1):
         L_k = CE(phi_k, y) - lam * KL(sigma || softmax(phi_k)) + alpha * L_mcr
-     with sigma = softmax(Phi_{M/k}), Phi_{M/k} = beta * sum_{j != k} phi_j (detached), and
+     with sigma = softmax(Phi_{M/k}), Phi_{M/k} = sum_{j != k} phi_j (Eq. 7; detached), and
      L_mcr = mean_i ||grad_phi_k CE(phi_k) - grad_phi_prev CE(phi_prev)||^2
            = mean_i ||softmax(phi_k) - softmax(phi_prev)||^2      (Eq. 8; grad of CE is p - y)
      where phi_prev is the learner updated in the previous stage (frozen). With lam = 1 the
      gradient w.r.t. phi_k is exactly that of CE against the boosting pseudo-label
      y - sigma (Eq. 19-20): the new learner fits the others' residual.
-  2. global rectification (GRS, Eq. 9), T2 epochs: a fresh optimizer over all learners and
-     the learnable boost rate beta; loss CE(Phi_M, y) on the fused score.
-Final score (Eq. 32, App. D.6): `final="na"` beta * sum_k phi_k (NA), `"lw"` sum_k w_k phi_k
+  2. global rectification (GRS, Eq. 9, Alg. 1 lines 10-13), T2 epochs: a fresh optimizer
+     over all learners; loss l(sum_k phi_k, y) on the fused score.
+Final score (Eq. 32, App. D.6): `final="na"` sum_k phi_k (NA), `"lw"` sum_k w_k phi_k
 with learnable w (LW), `"tmc"` Dempster-Shafer combination (mmlab.methods.tmc), `"qmf"`
-energy-weighted sum (mmlab.methods.qmf). GRS trains the chosen rule's own objective.
+energy-weighted sum (mmlab.methods.qmf). GRS trains the chosen rule's own objective: CE
+on the NA / LW score; TMC's evidential loss (tmc_loss, annealed by the trainer's pass
+index with the same rule as the TMC method); QMF's loss (CE on the fused score + each
+learner's CE + the ranking term over a per-sample loss history, mmlab.methods.qmf.
+QMFObjective; the history is fed by the GRS passes only).
+Every learner sees its modality through the model's masked path (`model.encode`), so a
+missing-modality transform (batch["mask"]) zeroes an absent modality's features here too.
 
 Hyperparameters (paper App. C.3 / D.8): lam in [1/4, 1/2] (default 1/3, CREMA-D's best);
-alpha (the paper gives no value; default 0.1); T1 = T2 = 4 on AVE/CREMA-D, 1 on the
-sentiment sets; SGD lr 0.01 (set through the run's TrainConfig), lr x `lr_decay` every
-`lr_decay_every` stages (CREMA-D: 0.1 every 30). The trainer's epochs are passes over the
-data: a stage takes T1 + T2 of them, so `epochs` sets the number of stages.
+alpha (the paper gives no value; default 0.1); T1 = T2 = 4 on AVE/CREMA-D/ModelNet40 and 1
+on MOSEI/MOSI/CH-SIMS (`t1`, `t2`; the defaults here are 1 and 1, the sentiment sets'
+value, which the equal-budget protocol uses; the paper recipe of mmlab.configs sets 4 for
+the audio-visual stand-in); SGD lr 0.01 with the same lr in both phases (set through the
+run's TrainConfig; the paper recipe also uses momentum 0.9 and weight decay 5e-4, the
+authors' code values); lr x `lr_decay` every `lr_decay_every` stages (App. C.3.2:
+CREMA-D x0.1 every 30 stages; AVE x0.5 after 40). The trainer's epochs are passes over
+the data: a stage takes T1 + T2 of them, so `epochs` sets the number of stages.
 
-Where we differ from the authors' code (see shared/notes/method-notes.md):
+Where we differ from the paper, or follow the authors' code only as an option
+(see shared/notes/method-notes.md):
 - reconciliation: the code uses a weighted CE, -w1 mean_c[y log p] + w2 mean_c[y sigma log p]
   (w1/w2 = 5/1 CREMA-D, 4/1 AVE). Default here is the paper's KL form; `recon="code"`
   gives the code's form (options w1, w2).
+- boost rate: the code multiplies Phi_{M/k} and the fused score by a learnable scalar
+  beta trained in GRS. The paper has no beta (Eq. 7, Eq. 9, Alg. 1 line 12); the default
+  `boost_rate="paper"` never uses it, `boost_rate="code"` does (beta starts at 1).
 - MCR: the code detaches both sides, so it contributes no gradient. Ours has a gradient
   through phi_k; `mcr="code"` reproduces the detached (inert) version.
-- the code starts encoders from unimodal checkpoints; we start from scratch like every
-  other method here, so all methods get the same data budget.
-- the code selects the best epoch on the test set; the trainer selects on validation.
+- initialisation: the code starts encoders from unimodal checkpoints; we start from
+  scratch like every other method (`init="scratch"`). `init="code"` first trains each
+  modality's unimodal model (encoder + linear head; `init_epochs`, default the run's
+  epochs, the run's optimizer) and starts every learner from it.
+- the paper's "until converge" is a fixed number of passes here (`epochs`), with the
+  epoch (pass) selected on the validation split; the code selects the best epoch on test.
 - S1/S2 measure each learner's mean training loss in one eval pass at stage start
   (the paper does not say on which data the loss is measured).
+- the paper's T1 and T2 count epochs per stage; ours count passes, which is the same
+  thing (one epoch = one pass over the training split, minus the held-out validation).
 """
 from __future__ import annotations
 
@@ -46,37 +65,47 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmlab.methods.base import Method, make_optimizer, register
+from mmlab.methods.qmf import QMFObjective, qmf_combine
+from mmlab.methods.tmc import tmc_combine, tmc_loss
 from mmlab.models import build_model
 from mmlab.models.fusion import HEADS, Fusion
 from mmlab.models.net import ModelOutput
 
 FINAL_RULES = ("na", "lw", "tmc", "qmf")
 ORDERS = ("fixed", "s1", "s2")
+FORMS = ("paper", "code")
+INITS = ("scratch", "code")
 
 
 class BoostFusion(Fusion):
-    """Per-modality learners' heads and the final score rule (Eq. 32)."""
+    """Per-modality learners' heads and the final score rule (Eq. 32). `boost_rate` (beta)
+    is the authors' code's learnable scale of the summed score; with use_boost_rate=False
+    (the paper) it is frozen at 1 and never used."""
 
-    def __init__(self, dims, num_classes, head: str = "linear", final: str = "na"):
+    def __init__(self, dims, num_classes, head: str = "linear", final: str = "na",
+                 use_boost_rate: bool = False):
         super().__init__(dims, num_classes)
         self.heads = nn.ModuleDict({m: HEADS.get(head)(d, num_classes) for m, d in dims.items()})
-        self.final = final
-        self.boost_rate = nn.Parameter(torch.ones(()))             # beta, learned in GRS
+        self.final, self.use_boost_rate = final, use_boost_rate
+        self.boost_rate = nn.Parameter(torch.ones(()), requires_grad=use_boost_rate)   # beta
         self.weights = nn.Parameter(torch.ones(len(dims)), requires_grad=final == "lw")
 
     def per_modality(self, feats):
         return {m: self.heads[m](feats[m]) for m in self.modalities}
 
+    def scaled_sum(self, logits) -> torch.Tensor:
+        """sum of the given logits [B, C] (Eq. 7 / 9), times beta only in the code form."""
+        s = torch.stack(list(logits)).sum(0)
+        return self.boost_rate * s if self.use_boost_rate else s
+
     def combine(self, logits: Dict[str, torch.Tensor]) -> torch.Tensor:
         z = [logits[m] for m in self.modalities]                   # M x [B, C]
         if self.final == "na":
-            return self.boost_rate * torch.stack(z).sum(0)
+            return self.scaled_sum(z)
         if self.final == "lw":
             return torch.einsum("m,mbc->bc", self.weights, torch.stack(z))
         if self.final == "tmc":
-            from mmlab.methods.tmc import tmc_combine
             return tmc_combine(logits)
-        from mmlab.methods.qmf import qmf_combine
         return qmf_combine(logits)
 
     def forward(self, feats):
@@ -115,20 +144,25 @@ class ReconBoost(Method):
 
     def __init__(self, info, train_cfg, lam: float = 1 / 3, alpha: float = 0.1, t1: int = 1, t2: int = 1,
                  grs: bool = True, final: str = "na", order: str = "fixed", recon: str = "paper",
-                 mcr: str = "paper", w1: float = 5.0, w2: float = 1.0, lr_decay: float = 1.0,
-                 lr_decay_every: int = 0, **kw):
+                 mcr: str = "paper", boost_rate: str = "paper", init: str = "scratch",
+                 init_epochs: int | None = None, w1: float = 5.0, w2: float = 1.0, lr_decay: float = 1.0,
+                 lr_decay_every: int = 0, qmf_lam: float = 0.1, **kw):
         super().__init__(info, train_cfg, **kw)
-        _check_choice("final", final, FINAL_RULES)
-        _check_choice("order", order, ORDERS)
-        _check_choice("recon", recon, ("paper", "code"))
-        _check_choice("mcr", mcr, ("paper", "code"))
+        for name, value, choices in (("final", final, FINAL_RULES), ("order", order, ORDERS),
+                                     ("recon", recon, FORMS), ("mcr", mcr, FORMS),
+                                     ("boost_rate", boost_rate, FORMS), ("init", init, INITS)):
+            _check_choice(name, value, choices)
         if len(self.modalities) < 2:
             raise ValueError(f"reconboost needs >= 2 modalities, got {self.modalities}")
         if t1 < 1 or t2 < 0 or (grs and t2 < 1):
             raise ValueError(f"need t1 >= 1 and t2 >= 1 with grs (t2 = 0 only with grs=False); got t1={t1}, t2={t2}")
+        if init_epochs is not None and init_epochs < 1:
+            raise ValueError(f"reconboost init_epochs must be >= 1 (or None = the run's epochs), got {init_epochs}")
         self.lam, self.alpha, self.t1, self.t2 = lam, alpha, t1, (t2 if grs else 0)
         self.grs, self.final, self.order, self.recon, self.mcr = grs, final, order, recon, mcr
+        self.boost_rate, self.init, self.init_epochs = boost_rate, init, init_epochs
         self.w1, self.w2, self.lr_decay, self.lr_decay_every = w1, w2, lr_decay, lr_decay_every
+        self.qmf = QMFObjective(self.modalities, lam=qmf_lam) if final == "qmf" else None
         self.stage, self.current, self.previous = -1, None, None
         self.selections: List[str] = []            # modality chosen per stage (F9, T13)
         self.stage_losses: List[dict] = []         # S1/S2: per-learner train loss at stage start
@@ -137,7 +171,8 @@ class ReconBoost(Method):
     def build_model(self) -> nn.Module:
         model = build_model(self.info, fusion="sum", modalities=self.modalities, **self.model_kwargs)
         dims = {m: e.out_dim for m, e in model.encoders.items()}
-        model.fusion = BoostFusion(dims, self.info.num_classes, self.model_kwargs["head"], self.final)
+        model.fusion = BoostFusion(dims, self.info.num_classes, self.model_kwargs["head"], self.final,
+                                   use_boost_rate=self.boost_rate == "code")
         return model
 
     def learner_params(self, model, m: str):
@@ -173,8 +208,12 @@ class ReconBoost(Method):
     # --- stages ---------------------------------------------------------------------------
     def on_fit_start(self, trainer) -> None:
         self.optimizers = {}
+        if self.qmf is not None:
+            self.qmf.start(len(trainer.splits.train), trainer.device)
 
     def on_epoch_start(self, trainer, epoch: int) -> None:
+        if epoch == 0 and self.init == "code":      # never on resume: epoch 0 is then done
+            self.warm_start(trainer)
         pos = epoch % self.period
         if pos == 0:                                   # a new boosting stage
             self.stage = epoch // self.period
@@ -184,6 +223,16 @@ class ReconBoost(Method):
             self.optimizers = {"boost": self._optimizer(self.learner_params(trainer.model, self.current))}
         elif pos == self.t1:                            # global rectification
             self.optimizers = {"grs": self._optimizer(trainer.model.parameters())}
+
+    def warm_start(self, trainer) -> None:
+        """init="code": every learner starts from its modality's unimodal model (the authors'
+        code loads unimodal checkpoints), trained here in a nested run."""
+        from mmlab.methods.umt import train_teacher
+        epochs = self.init_epochs or trainer.cfg.epochs
+        for m in self.modalities:
+            uni = train_teacher(trainer, self.info, self.model_kwargs, m, epochs)
+            trainer.model.encoders[m].load_state_dict(uni.encoders[m].state_dict())
+            trainer.model.fusion.heads[m].load_state_dict(uni.fusion.head.state_dict())
 
     def select(self, trainer) -> str:
         if self.order == "fixed":
@@ -228,7 +277,7 @@ class ReconBoost(Method):
                 frozen = [m for m in self.modalities if m != k]
                 feats = model.encode(batch, frozen)
                 per = {m: model.fusion.heads[m](feats[m]) for m in frozen}
-            feats[k] = model.encoders[k](batch[k])
+            feats[k] = model.encode(batch, [k])[k]        # the masked path, as for every method
             per[k] = model.fusion.heads[k](feats[k])
             loss = self.boost_loss(model, per, batch["label"])
         trainer.optimize(loss, self.optimizers["boost"])
@@ -238,8 +287,7 @@ class ReconBoost(Method):
 
     def boost_loss(self, model, per: Dict[str, torch.Tensor], y: torch.Tensor) -> torch.Tensor:
         k = self.current
-        others = model.fusion.boost_rate.detach() * torch.stack(
-            [per[m] for m in self.modalities if m != k]).sum(0)          # Phi_{M/k}: [B, C]
+        others = model.fusion.scaled_sum([per[m] for m in self.modalities if m != k]).detach()  # Phi_{M/k}
         loss = reconciliation_loss(per[k], others, y, self.lam, self.recon, self.w1, self.w2)
         if self.alpha and self.previous is not None and self.previous != k:
             loss = loss + self.alpha * mcr_loss(per[k], per[self.previous], detach=self.mcr == "code")
@@ -251,24 +299,33 @@ class ReconBoost(Method):
             feats = model.encode(batch)
             per = model.fusion.per_modality(feats)
             out = ModelOutput(model.fusion.combine(per), per, feats)
+            if self.qmf is not None:
+                self.qmf.update_history(per, batch["label"], batch["index"])
             loss = self.grs_loss(out, batch, epoch)
         trainer.optimize(loss, self.optimizers["grs"])
         trainer.log_batch(out, batch, loss)
 
     def grs_loss(self, out, batch, epoch) -> torch.Tensor:
+        """The final rule's own objective (Eq. 9 with l = CE for NA / LW)."""
         if self.final == "tmc":
-            from mmlab.methods.tmc import tmc_loss
             return tmc_loss(out.per_modality, batch["label"], epoch)
+        if self.final == "qmf":
+            return self.qmf(out.logits, out.per_modality, batch["label"], batch["index"])
         return F.cross_entropy(out.logits.float(), batch["label"])
 
     # --- state ------------------------------------------------------------------------------
     def extra_state(self) -> dict:
-        return {"stage": self.stage, "current": self.current, "previous": self.previous,
-                "selections": list(self.selections), "stage_losses": list(self.stage_losses)}
+        state = {"stage": self.stage, "current": self.current, "previous": self.previous,
+                 "selections": list(self.selections), "stage_losses": list(self.stage_losses)}
+        if self.qmf is not None:
+            state["qmf"] = self.qmf.state()
+        return state
 
     def load_extra_state(self, state: dict) -> None:
         self.stage, self.current, self.previous = state["stage"], state["current"], state["previous"]
         self.selections, self.stage_losses = list(state["selections"]), list(state["stage_losses"])
+        if self.qmf is not None and "qmf" in state:
+            self.qmf.load(state["qmf"])
 
 
 def _check_choice(name: str, value, choices) -> None:

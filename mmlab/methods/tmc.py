@@ -24,7 +24,7 @@ normalised log-probability, so the trainer's cross-entropy on it is the NLL of a
 Loss (paper Sec. 3.3), for each modality's Dirichlet and for the fused one, summed:
   L_ace = sum_k y_k (digamma(S) - digamma(alpha_k))   (CE integrated over Dir(alpha))
   L_kl  = KL(Dir(alpha~) || Dir(1)),  alpha~ = y + (1 - y) * alpha  (true-class evidence removed)
-  L_acc = L_ace + lambda_t L_kl,  lambda_t = min(1, t / annealing_epochs)
+  L_acc = L_ace + lambda_t L_kl,  lambda_t = min(1, t / annealing_epochs), t = epoch + 1
   L = mean over the batch of [L_acc(alpha_fused) + sum_m L_acc(alpha_m)]
 
 Hyperparameters: annealing_epochs = 10 (paper: lambda_t = min(1, t/10)); evidence =
@@ -32,8 +32,8 @@ softplus (authors' code). Optimiser and lr come from the run's TrainConfig.
 
 Where we differ from the authors' code:
 - their ICLR training script anneals over `--lambda-epochs` = 50 epochs; we use the
-  paper's 10 (option `annealing_epochs`). Their epoch counter starts at 1: we pass
-  t = epoch + 1 (our trainer counts from 0) so the first epoch has lambda = 1/10 as theirs.
+  paper's 10 (option `annealing_epochs`). Their epoch counter starts at 1: `annealing_weight`
+  uses t = epoch + 1 (our trainer counts from 0), so the first epoch has lambda = 1/10 as theirs.
 - their classifiers are MLPs ending in Softplus on fixed features; ours are one linear
   head per modality on top of our trainable encoders (the "sum" model structure), so TMC
   and "sum" runs with the same seed start from identical weights.
@@ -112,13 +112,21 @@ def dirichlet_loss(alpha: Tensor, y: Tensor, kl_weight: float) -> Tensor:
     return ace + kl_weight * kl_to_uniform_dirichlet(alpha_tilde)
 
 
-def tmc_loss(logits: Dict[str, Tensor], y: Tensor, epoch: int, annealing_epochs: int = 10) -> Tensor:
-    """TMC's objective: batch mean of L_acc(fused) + sum_m L_acc(alpha_m), with the KL term
-    annealed by lambda_t = min(1, epoch / annealing_epochs)."""
-    _check_logits(logits)
+def annealing_weight(epoch: int, annealing_epochs: int = 10) -> float:
+    """lambda_t = min(1, t / annealing_epochs) with t = epoch + 1: `epoch` is the trainer's
+    0-based pass index and the authors count epochs from 1, so the first pass has
+    lambda = 1 / annealing_epochs. The one rule for TMC's loss wherever it is trained
+    (the TMC method and ReconBoost's final="tmc" rectification)."""
     if annealing_epochs <= 0:
         raise ValueError(f"annealing_epochs must be a positive number of epochs, got {annealing_epochs}")
-    lam = min(1.0, epoch / annealing_epochs)
+    return min(1.0, (epoch + 1) / annealing_epochs)
+
+
+def tmc_loss(logits: Dict[str, Tensor], y: Tensor, epoch: int, annealing_epochs: int = 10) -> Tensor:
+    """TMC's objective: batch mean of L_acc(fused) + sum_m L_acc(alpha_m), with the KL term
+    annealed by annealing_weight(epoch) (epoch: the trainer's 0-based pass index)."""
+    _check_logits(logits)
+    lam = annealing_weight(epoch, annealing_epochs)
     alphas = [evidence(z) + 1 for z in logits.values()]
     total = dirichlet_loss(tmc_alpha(logits), y, lam)
     for a in alphas:
@@ -167,5 +175,4 @@ class TMC(Method):
         self.epoch = epoch
 
     def loss(self, out, batch):
-        # t = epoch + 1: the authors count epochs from 1, so lambda_1 = 1 / annealing_epochs
-        return tmc_loss(out.per_modality, batch["label"], self.epoch + 1, self.annealing_epochs)
+        return tmc_loss(out.per_modality, batch["label"], self.epoch, self.annealing_epochs)

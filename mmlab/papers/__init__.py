@@ -26,7 +26,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-__all__ = ["PAPERS", "FIELDS", "list_tables", "load_table", "table_info", "reported", "paper_vs_ours"]
+__all__ = ["PAPERS", "FIELDS", "list_tables", "load_table", "table_info", "reported", "paper_vs_ours", "mapping_for",
+           "collapse", "comparison", "threshold", "in_figure", "cite"]
 
 TABLES_DIR = Path(__file__).parent / "tables"
 PAPERS = ("erl-mr", "mie", "mla", "reconboost")
@@ -243,9 +244,105 @@ def mapping_for(table_id: str, methods: dict, columns: dict, datasets=None) -> d
     return out
 
 
-def collapse(table: pd.DataFrame) -> pd.DataFrame:
-    """A paper_vs_ours table with one row per (method, column): the reported numbers of the
-    paper's datasets side by side, then ours (display columns only)."""
-    shown = [c for c in table.columns if c.startswith(("paper: ", "ours: "))]
+def collapse(*tables: pd.DataFrame) -> pd.DataFrame:
+    """paper_vs_ours tables with one row per (method, column): the reported numbers of the
+    paper's datasets side by side, then ours (display columns only). Several tables (e.g.
+    one per protocol, each with its own "ours: ..." label) are joined on (method, column)."""
     first = lambda s: next((v for v in s if v != ""), "")
-    return table.groupby(["method", "column"], sort=False)[shown].agg(first).reset_index()
+    out = None
+    for table in tables:
+        shown = [c for c in table.columns if c.startswith(("paper: ", "ours: "))]
+        t = table.groupby(["method", "column"], sort=False)[shown].agg(first).reset_index()
+        if out is None:
+            out = t
+        else:
+            new = [c for c in t.columns if c not in out.columns]
+            out = out.merge(t[["method", "column"] + new], on=["method", "column"], how="outer", sort=False)
+    return out.fillna("—")
+
+
+def _cell(table_id: str, method: str, column: str, dataset: str) -> tuple[float, str]:
+    """(value, printed string) of one reported cell; unknown names raise listing the choices."""
+    tid = _check_id(table_id)
+    t = load_table(tid)
+    hit = _match(_match(_match(t, "dataset", dataset, tid), "method", method, tid), "column", column, tid)
+    m, d, c = hit["method"].iloc[0], hit["dataset"].iloc[0], hit["column"].iloc[0]
+    return float(hit["value"].iloc[0]), _printed(t, m, d, c)
+
+
+PAPER_NAMES = {"erl-mr": "ERL-MR", "mie": "MIE", "mla": "MLA", "reconboost": "ReconBoost"}
+
+
+def _label(table_id: str) -> str:
+    """'ReconBoost Table 1' for 'reconboost-table1'."""
+    info = table_info(table_id)
+    return f"{PAPER_NAMES[info['paper']]} {info['table']}"
+
+
+def comparison(table_id: str, better: str, worse: str, columns, datasets, margin: float = 0.0):
+    """Does the paper report `better` above `worse` (by more than `margin`) in every cell it
+    prints for `columns` (one name or several) on the datasets of `datasets` (the family a
+    stand-in represents)? Returns (holds, citation), the citation listing the reported pairs,
+    e.g. "ReconBoost Table 1, Acc: Ours 79.82 vs G-Blending 63.81 (CREMA-D); 71.35 vs 62.75
+    (AVE)". A family dataset the table does not report is skipped; if it reports none, the
+    claim does not hold. A claim is tested on a stand-in only where it holds."""
+    columns = [columns] if isinstance(columns, str) else list(columns)
+    t = load_table(_check_id(table_id))
+    parts, holds = [], True
+    for ds in datasets:
+        for col in columns:
+            if not ((t["dataset"] == ds) & (t["column"] == col)).any():
+                continue
+            (va, pa), (vb, pb) = _cell(table_id, better, col, ds), _cell(table_id, worse, col, ds)
+            holds &= va - vb > margin
+            where = ds if len(columns) == 1 else f"{ds}, {col}"
+            parts.append(f"{better} {pa} vs {worse} {pb} ({where})" if not parts else f"{pa} vs {pb} ({where})")
+    head = f"{_label(table_id)}" + (f", {columns[0]}" if len(columns) == 1 else "")
+    return bool(parts) and holds, head + ": " + ("; ".join(parts) or f"no cell for {list(datasets)}")
+
+
+def threshold(table_id: str, method: str, column: str, datasets, below: float | None = None,
+              above: float | None = None):
+    """(holds, citation): is `method`'s reported `column` below / above the bound on every
+    family dataset the table reports? E.g. ReconBoost's DMC < 1 (Table 11)."""
+    t = load_table(_check_id(table_id))
+    parts, holds = [], True
+    for ds in datasets:
+        if not ((t["dataset"] == ds) & (t["column"] == column) & (t["method"] == method)).any():
+            continue
+        v, printed = _cell(table_id, method, column, ds)
+        holds &= (below is None or v < below) and (above is None or v > above)
+        parts.append(f"{printed} ({ds})")
+    return bool(parts) and holds, f"{_label(table_id)}: {method} {column} " + ", ".join(parts)
+
+
+def in_figure(paper: str, figure: str, figure_datasets, datasets, what: str = "plotted, no numbers printed"):
+    """(holds, citation) for a claim the paper makes only in a figure: it holds for a
+    stand-in when the figure covers a dataset of its family."""
+    shown = [d for d in figure_datasets if d in set(datasets)]
+    return bool(shown), f"{PAPER_NAMES[paper]} {figure} ({', '.join(figure_datasets)}): {what}"
+
+
+def cite(table_id: str, cells) -> str:
+    """Reported numbers as text: cells [(method, column, dataset), ...] ->
+    "ReconBoost Table 5: Concat Fusion Visual 26.81 (CREMA-D), Uni-train Visual 50.14 (CREMA-D)"."""
+    parts = []
+    for method, column, dataset in cells:
+        parts.append(f"{method} {column} {_cell(table_id, method, column, dataset)[1]} ({dataset})")
+    return f"{_label(table_id)}: " + ", ".join(parts)
+
+
+def reported_rows(entries, column: str = "Acc") -> pd.DataFrame:
+    """Reported cells as a table: entries [(table_id, paper dataset, {label: paper method})]
+    -> one row per entry ("<dataset> (<Paper> Table N, reported)"), a column per label,
+    values as printed ("—" where the table has no such row)."""
+    rows = {}
+    for tid, ds, roles in entries:
+        row = {}
+        for label, method in roles.items():
+            try:
+                row[label] = _cell(tid, method, column, ds)[1]
+            except LookupFailed:
+                row[label] = "—"
+        rows[f"{ds} ({_label(tid)}, reported)"] = row
+    return pd.DataFrame.from_dict(rows, orient="index")
