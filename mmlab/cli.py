@@ -49,15 +49,15 @@ def _kv(text: str):
 def cmd_datasets(args) -> int:
     """Every dataset with its shapes and split sizes, the knob values of its default
     construction and, for the calibrated stand-ins, the regime measured for it."""
-    import sys as _sys
     from mmlab.data import DATASETS, load_dataset
+    from mmlab.data.base import dataset_module
     for name in DATASETS.names():
         s = load_dataset(name)
         mods = ", ".join(f"{m} {tuple(shape)}" for m, shape in s.info.modalities.items())
         sz = s.sizes()
         print(f"{name:10s} classes={s.info.num_classes:<3d} train={sz['train']:<6d} val={sz['val']:<5d} "
               f"test={sz['test']:<6d} {mods}")
-        module = _sys.modules[DATASETS.get(name).__module__]
+        module = dataset_module(name)
         variants = getattr(module, "VARIANTS", None)
         if variants:
             knobs = ", ".join(f"{k}={v}" for k, v in variants["calibrated"].items())

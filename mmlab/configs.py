@@ -170,28 +170,28 @@ RB_SPECS_EQUAL: Dict[str, StudySpec] = {
         "avmnist", "ReconBoost Tables 1, 3-5, 7-11, 13-16 (CREMA-D / AVE audio-visual)",
         "ReconBoost 79.82 vs concat 59.50 (CREMA-D), 71.35 vs 62.68 (AVE), Table 1",
         "image",
-        {"smoke": 3, "quick": 15, "full": 240},
-        smoke=Sizes(2, seeds=(0, 1, 2), train_subset=240, probe_max_train=240),
+        {"smoke": 2, "quick": 15, "full": 240},
+        smoke=Sizes(2, seeds=(0, 1), train_subset=240, probe_max_train=240),
         quick=Sizes(6), full=Sizes(100)),
     "mfeat": StudySpec(
         "mfeat", "ReconBoost Table 2, Table 12, Fig. 7 (three-modality MOSEI / MOSI / CH-SIMS)",
         "ReconBoost 68.61 vs concat 66.71 (MOSEI), Table 2",
         "mor",
         {"smoke": 1, "quick": 2, "full": 15},
-        smoke=Sizes(2, probe_max_train=300), quick=Sizes(20), full=Sizes(60)),
+        smoke=Sizes(2, seeds=(0, 1), probe_max_train=300), quick=Sizes(20), full=Sizes(60)),
 }
 RB_SPECS_PAPER: Dict[str, StudySpec] = {
-    # CREMA-D / AVE recipe: T1 = T2 = 4 passes per stage; quick = 4 stages (32 passes), smoke 2
+    # CREMA-D / AVE recipe: T1 = T2 = 4 passes per stage; quick = 4 stages (32 passes), smoke 1
     "avmnist": StudySpec(
         "avmnist", RB_SPECS_EQUAL["avmnist"].stands_in_for, RB_SPECS_EQUAL["avmnist"].reported, "image",
-        {"smoke": 4, "quick": 45, "full": 900},
-        smoke=Sizes(16, seeds=(0, 1, 2), train_subset=240, probe_max_train=240),
+        {"smoke": 2, "quick": 45, "full": 900},
+        smoke=Sizes(8, seeds=(0, 1), train_subset=240, probe_max_train=240),
         quick=Sizes(32), full=Sizes(400)),
     # MOSEI / MOSI / CH-SIMS recipe: T1 = T2 = 1; quick = 20 stages (40 passes)
     "mfeat": StudySpec(
         "mfeat", RB_SPECS_EQUAL["mfeat"].stands_in_for, RB_SPECS_EQUAL["mfeat"].reported, "mor",
         {"smoke": 1, "quick": 3, "full": 20},
-        smoke=Sizes(4, probe_max_train=300), quick=Sizes(40), full=Sizes(200)),
+        smoke=Sizes(4, seeds=(0, 1), probe_max_train=300), quick=Sizes(40), full=Sizes(200)),
 }
 _RB_SGD = dict(optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4)
 _RB_SRC = "ReconBoost App. C.3.2: SGD, lr 0.01 (momentum 0.9, weight decay 5e-4: the authors' code)"

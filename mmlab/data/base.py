@@ -220,6 +220,17 @@ def resolve_variant(dataset: str, variants: Dict[str, dict], variant: str, knobs
     return {k: (variants[variant][k] if isinstance(v, str) and v == PRESET else v) for k, v in knobs.items()}
 
 
+def dataset_module(name: str):
+    """The module that registered dataset `name` (its VARIANTS, CALIBRATION_GRID, REGIME)."""
+    import sys
+    return sys.modules[DATASETS.get(name).__module__]
+
+
+def variants(name: str) -> Dict[str, dict]:
+    """Named constructions of a dataset {variant: knob values}; {} for one without variants."""
+    return dict(getattr(dataset_module(name), "VARIANTS", {}))
+
+
 def check_knob(dataset: str, name: str, value, lo=None, hi=None, **kw) -> None:
     """A construction knob out of range raises ValueError naming the dataset, the knob and
     its valid range (mmlab.utils.check_range)."""

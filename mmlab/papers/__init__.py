@@ -257,7 +257,7 @@ def collapse(*tables: pd.DataFrame) -> pd.DataFrame:
             out = t
         else:
             new = [c for c in t.columns if c not in out.columns]
-            out = out.merge(t[["method", "column"] + new], on=["method", "column"], how="outer", sort=False)
+            out = out.merge(t[["method", "column"] + new], on=["method", "column"], how="left")
     return out.fillna("—")
 
 
