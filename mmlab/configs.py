@@ -29,9 +29,11 @@ class Sizes:
     probe_max_train: Optional[int] = 10000
 
     def run_kwargs(self, device: str = "auto") -> dict:
+        # nonfinite="stop": a run whose objective diverges (ReconBoost's unbounded KL form) is
+        # reported at its validation-selected epoch before the divergence, with Result.stopped set
         return dict(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, device=device,
                     dataset_options=dict(self.dataset_options), train_subset=self.train_subset,
-                    probe_max_train=self.probe_max_train)
+                    probe_max_train=self.probe_max_train, nonfinite="stop")
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,7 @@ class RunConfig:
     probe: bool = True                                    # linear probes, trained and random encoders
     probe_max_train: Optional[int] = 10000
     train_subset: Optional[int] = None                    # stratified seeded subsample of train (smoke runs)
+    nonfinite: str = "raise"                              # NaN/inf loss: "raise", or "stop" and keep the best epoch
 
     def __post_init__(self):
         check_options(self, RUN_RANGES, "")
@@ -88,6 +89,7 @@ class Result:
     wall_s: float
     device: str
     cached: bool = False
+    stopped: Optional[dict] = None   # {"epoch", "step", "reason"} if a non-finite loss ended training early
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -176,7 +178,7 @@ def run(cfg: RunConfig, cache: bool = True, progress: bool = False, checkpoint_d
         probe_random = probe_encoders(fresh, splits, max_train=cfg.probe_max_train, seed=cfg.seed,
                                       device=trainer.device)
     result = Result(cfg.to_dict(), key, code_version(), metrics, probe, probe_random, trainer.history,
-                    trainer.best["epoch"], time.perf_counter() - t0, str(trainer.device))
+                    trainer.best["epoch"], time.perf_counter() - t0, str(trainer.device), stopped=trainer.stopped)
     if cache:   # weights first: a result on disk always has its model beside it
         atomic_torch_save({k: v.detach().cpu() for k, v in trainer.model.state_dict().items()},
                           _model_path(key))

@@ -136,6 +136,16 @@ def per_model(runs, fn, labels=None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def stopped_runs(runs) -> pd.DataFrame:
+    """The runs of a study that a non-finite loss stopped early (nonfinite="stop"): label,
+    seed, the pass where the loss diverged and the validation-selected pass reported."""
+    rows = [{"method": label, "seed": cfg.seed, "diverged in pass": r.stopped["epoch"] + 1,
+             "of passes": cfg.epochs, "reported pass (best on val)": r.best_epoch + 1}
+            for label, cfg, r in runs if getattr(r, "stopped", None)]
+    return pd.DataFrame(rows, columns=["method", "seed", "diverged in pass", "of passes",
+                                       "reported pass (best on val)"])
+
+
 def best_on_val(runs, labels) -> str:
     """The label among `labels` with the highest mean VALIDATION accuracy over seeds (the
     book's way to pick one variant for later tables; test accuracy never chooses)."""

@@ -26,7 +26,7 @@ TRAIN_RANGES = {
     "seed": dict(lo=0, integer=True),
     "eval_batch_size": dict(lo=1, integer=True),
 }
-CHOICES = {"optimizer": ("sgd", "adam", "adamw"), "amp": ("auto", "on", "off")}
+CHOICES = {"optimizer": ("sgd", "adam", "adamw"), "amp": ("auto", "on", "off"), "nonfinite": ("raise", "stop")}
 
 
 def check_options(obj, ranges: dict, owner: str) -> None:
@@ -75,6 +75,8 @@ class TrainConfig:
     checkpoint_dir: Optional[str] = None
     resume: bool = False
     validate: bool = True            # False: no per-epoch validation; the last epoch is kept
+    nonfinite: str = "raise"         # a NaN/inf loss: "raise" NonFiniteLossError, or "stop" training
+                                     # there and keep the validation-selected epoch (Trainer.stopped)
 
     def __post_init__(self):
         check_options(self, TRAIN_RANGES, "TrainConfig: ")
@@ -122,6 +124,7 @@ class Trainer:
         self.history: List[dict] = []
         self.epoch, self.step = 0, 0
         self.best = {"epoch": -1, "score": -math.inf, "loss": math.inf, "state": None}
+        self.stopped: Optional[dict] = None     # where a non-finite loss stopped training (nonfinite="stop")
         self.model = None
 
     # --- helpers used by methods ------------------------------------------------------------
@@ -179,21 +182,32 @@ class Trainer:
         start = self._maybe_resume()
         train_loader = self.loader(self.splits.train, train=True)
         for epoch in range(start, self.cfg.epochs):
-            self.epoch = epoch
-            # Seed per epoch: dropout/noise of epoch e is independent of how we got here,
-            # so resuming from a checkpoint replays exactly the uninterrupted run.
-            torch.manual_seed(self.cfg.seed * 100_003 + epoch)
-            train_loader.set_epoch(epoch)
-            self.model.train()
-            self.meter.reset()
-            t0 = time.perf_counter()
-            self.method.on_epoch_start(self, epoch)
-            self.method.train_epoch(self, train_loader, epoch)
-            self.method.on_epoch_end(self, epoch)
-            self._end_epoch(epoch, time.perf_counter() - t0)
+            try:
+                self._run_epoch(epoch, train_loader)
+            except NonFiniteLossError as e:
+                # nonfinite="stop": a diverged objective ends training like early stopping, and
+                # the validation-selected epoch before it is the result (none yet: re-raise)
+                if self.cfg.nonfinite != "stop" or self.best["state"] is None:
+                    raise
+                self.stopped = {"epoch": epoch, "step": self.step, "reason": str(e).split(";")[0]}
+                break
         if self.best["state"] is not None:
             self.model.load_state_dict(self.best["state"])
         return self
+
+    def _run_epoch(self, epoch: int, train_loader) -> None:
+        self.epoch = epoch
+        # Seed per epoch: dropout/noise of epoch e is independent of how we got here,
+        # so resuming from a checkpoint replays exactly the uninterrupted run.
+        torch.manual_seed(self.cfg.seed * 100_003 + epoch)
+        train_loader.set_epoch(epoch)
+        self.model.train()
+        self.meter.reset()
+        t0 = time.perf_counter()
+        self.method.on_epoch_start(self, epoch)
+        self.method.train_epoch(self, train_loader, epoch)
+        self.method.on_epoch_end(self, epoch)
+        self._end_epoch(epoch, time.perf_counter() - t0)
 
     def _end_epoch(self, epoch: int, train_s: float) -> None:
         val = self.evaluate(self.splits.val) if self.cfg.validate else {}
@@ -247,7 +261,7 @@ class Trainer:
     def _identity(cfg: dict) -> dict:
         """The config fields a resumed run must share with its checkpoint (epochs may grow)."""
         return {k: v for k, v in cfg.items()
-                if k not in ("epochs", "resume", "progress", "checkpoint_dir", "eval_batch_size")}
+                if k not in ("epochs", "resume", "progress", "checkpoint_dir", "eval_batch_size", "nonfinite")}
 
     def _maybe_resume(self) -> int:
         if not (self.cfg.resume and self.cfg.checkpoint_dir):

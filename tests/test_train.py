@@ -194,3 +194,31 @@ def test_debris_of_an_interrupted_checkpoint_write_is_removed(splits, tmp_path):
     resumed = fit("concat", splits, epochs=2, checkpoint_dir=str(ck), resume=True)
     assert sorted(p.name for p in ck.iterdir()) == ["best.pt", "last.pt", "notes.tmp"]
     assert metrics_of(resumed.history) == metrics_of(full.history)
+
+
+class _NaNLaterMethod(Method):
+    name = "nan-later-test"
+
+    def loss(self, out, batch):
+        loss = super().loss(out, batch)
+        return loss * float("nan") if self.epoch_now >= 2 else loss
+
+    def on_epoch_start(self, trainer, epoch):
+        self.epoch_now = epoch
+
+
+def test_a_diverged_objective_can_stop_training_at_the_best_epoch_before_it(splits):
+    """nonfinite="stop" (the book's studies): training ends at the first NaN loss and the
+    validation-selected epoch before it is kept, with where it stopped; "raise" still raises,
+    and a NaN before any finished epoch raises under both."""
+    cfg = TrainConfig(device="cpu", epochs=5, nonfinite="stop")
+    t = Trainer(_NaNLaterMethod(splits.info, cfg), splits, cfg).fit()
+    assert [r["epoch"] for r in t.history] == [0, 1] and t.best["epoch"] in (0, 1)
+    assert t.stopped["epoch"] == 2 and "loss is nan at epoch 2" in t.stopped["reason"]
+    assert math.isclose(t.evaluate(splits.val)["acc"], t.history[t.best["epoch"]]["val"]["acc"])
+    with pytest.raises(NonFiniteLossError):
+        Trainer(_NaNLaterMethod(splits.info, TrainConfig(device="cpu", epochs=5)), splits,
+                TrainConfig(device="cpu", epochs=5)).fit()
+    with pytest.raises(NonFiniteLossError, match="epoch 0"):
+        cfg0 = TrainConfig(device="cpu", epochs=2, nonfinite="stop")
+        Trainer(_NaNMethod(splits.info, cfg0), splits, cfg0).fit()
