@@ -1,9 +1,15 @@
 """`mmlab.run(config) -> Result`: train, evaluate, probe, and cache the result on disk.
 
-The cache key is a hash of the whole config, of the code version (mmlab version plus a
-hash of every mmlab source file, which also keys the prepared-data cache) and of the
-device type the config resolves to, so a changed config or changed code never gets a
-stale result. Results are written atomically as JSON under $MMLAB_CACHE/runs/.
+The cache key is a hash of the whole config, of the code the run executes (mmlab version
+plus the source of the runner, trainer, models, data base, the method's and the dataset's
+modules and what they import: `mmlab.deps.run_code_version`) and of the device type the
+config resolves to, so a changed config or changed code never gets a stale result, while an
+edit of another method, of configs, studies, notebooks or the book keeps it. Results are
+written atomically as JSON under $MMLAB_CACHE/runs/, each run's weights beside it.
+
+`analysis(cfg, fn, **params)` caches what an analysis of a trained model returns (probes,
+t-SNE, noise grids, retrieval) the same way, keyed by the run's key, the analysis
+function's code and its parameters, under $MMLAB_CACHE/analyses/.
 """
 from __future__ import annotations
 
@@ -16,12 +22,15 @@ from typing import Optional
 import numpy as np
 import torch
 
-from mmlab.analysis import classification_metrics, joint_only_accuracy, probe_encoders
+from mmlab.analysis.imbalance import joint_only_accuracy
+from mmlab.analysis.metrics import classification_metrics
+from mmlab.analysis.probe import probe_encoders
 from mmlab.data import load_dataset
 from mmlab.data.base import BatchLoader
 from mmlab.methods import METHODS
 from mmlab.train import TRAIN_RANGES, TrainConfig, Trainer, check_options
-from mmlab.utils import atomic_torch_save, atomic_write_json, cache_root, code_version, select_device, stable_hash
+from mmlab.deps import code_hash, run_code_version
+from mmlab.utils import atomic_torch_save, atomic_write_bytes, atomic_write_json, cache_root, select_device, stable_hash
 
 
 # the run's numeric options and their valid ranges (the CLI's and RunConfig's checks)
@@ -69,7 +78,11 @@ class RunConfig:
         amp = self.amp == "on" or (self.amp == "auto" and dev == "cuda")
         cfg = dict(self.to_dict(), method_options=_non_default(self.method_options, _method_defaults(self.method)),
                    dataset_options=_non_default(self.dataset_options, _dataset_defaults(self.dataset)))
-        return stable_hash({"config": cfg, "code": code_version(), "device": dev, "amp": amp})
+        return stable_hash({"config": cfg, "code": self.code_version(), "device": dev, "amp": amp})
+
+    def code_version(self) -> str:
+        """The version of the code this run executes (mmlab.deps.run_code_version)."""
+        return run_code_version(self.method, self.dataset)
 
     def train_config(self, **extra) -> TrainConfig:
         names = {f.name for f in fields(TrainConfig)}
@@ -177,7 +190,7 @@ def run(cfg: RunConfig, cache: bool = True, progress: bool = False, checkpoint_d
         fresh = method.build_model().to(trainer.device)
         probe_random = probe_encoders(fresh, splits, max_train=cfg.probe_max_train, seed=cfg.seed,
                                       device=trainer.device)
-    result = Result(cfg.to_dict(), key, code_version(), metrics, probe, probe_random, trainer.history,
+    result = Result(cfg.to_dict(), key, cfg.code_version(), metrics, probe, probe_random, trainer.history,
                     trainer.best["epoch"], time.perf_counter() - t0, str(trainer.device), stopped=trainer.stopped)
     if cache:   # weights first: a result on disk always has its model beside it
         atomic_torch_save({k: v.detach().cpu() for k, v in trainer.model.state_dict().items()},
@@ -206,6 +219,30 @@ def trained(cfg: RunConfig):
     model = method.build_model()
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return method, model.eval(), splits
+
+
+def analysis(cfg: RunConfig, fn, **params):
+    """fn(method, model, splits, **params) on cfg's trained model, cached on disk by the run's
+    key, fn's code (its module and what that imports) and params; a hit skips loading the
+    model and the data. fn must be a module-level function of mmlab (a lambda or a function
+    defined in a notebook has no stable code to key on)."""
+    import pickle
+    from mmlab.deps import module_path
+    name = f"{fn.__module__}.{fn.__qualname__}"
+    if "<" in fn.__qualname__ or module_path(fn.__module__) is None:
+        raise ValueError(f"analysis needs a module-level mmlab function, got {name}; pass its "
+                         f"parameters as keywords (per_model(runs, probe_rows, max_train=300)), "
+                         f"not a lambda or a function defined in a notebook")
+    key = stable_hash({"run": cfg.hash(), "fn": name, "code": code_hash([fn.__module__]), "params": params})
+    path = cache_root() / "analyses" / f"{key}.pkl"
+    if path.exists():
+        try:
+            return pickle.loads(path.read_bytes())
+        except Exception:           # a corrupt entry is recomputed, never trusted
+            path.unlink(missing_ok=True)
+    out = fn(*trained(cfg), **params)
+    atomic_write_bytes(path, pickle.dumps(out))
+    return out
 
 
 def subsample_train(splits, n: int, seed: int):

@@ -122,15 +122,16 @@ def variant_study(dataset: str, variants: Dict[str, Tuple[str, dict]], seeds=(0,
     return imbalance_frame(results, [label for label, _, _ in runs]), runs
 
 
-def per_model(runs, fn, labels=None) -> pd.DataFrame:
-    """Rows of fn(method, model, splits) -> dict or list of dicts, for each trained run
-    (label, cfg, result) whose label is in `labels` (default all), with label and seed."""
-    from mmlab.runner import trained
+def per_model(runs, fn, labels=None, **params) -> pd.DataFrame:
+    """Rows of fn(method, model, splits, **params) -> dict or list of dicts, for each trained
+    run (label, cfg, result) whose label is in `labels` (default all), with label and seed.
+    Cached per run by mmlab.runner.analysis (fn: a module-level mmlab function)."""
+    from mmlab.runner import analysis
     rows = []
     for label, cfg, _ in runs:
         if labels is not None and label not in labels:
             continue
-        out = fn(*trained(cfg))
+        out = analysis(cfg, fn, **params)
         for row in (out if isinstance(out, list) else [out]):
             rows.append({"dataset": cfg.dataset, "method": label, "seed": cfg.seed, **row})
     return pd.DataFrame(rows)

@@ -99,20 +99,14 @@ def stable_hash(obj) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-# Modules that only present results (figures, pages, CLI, claims): editing them cannot
-# change a computed number, so they do not enter the code version of cached results.
-PRESENTATION = {"viz.py", "book.py", "notebook.py", "cli.py", "bench.py", "claims.py", "papers"}
-
-
 def code_version(root: Path | None = None) -> str:
-    """mmlab version plus a hash of every source file that can affect a result: a change to
-    data, models, methods, training, analysis or running code is a new cache key."""
+    """mmlab version plus a hash of every source file of the package: the version a chapter
+    header shows. Cached results are keyed more finely, on the code each one executes
+    (mmlab.deps)."""
     from mmlab import __version__
     h = hashlib.sha256(__version__.encode())
     root = Path(root or Path(__file__).parent)
     for p in sorted(root.rglob("*.py")):
-        if p.relative_to(root).parts[0] in PRESENTATION:
-            continue
         h.update(str(p.relative_to(root)).encode())
         h.update(p.read_bytes())
     return f"{__version__}+{h.hexdigest()[:12]}"

@@ -26,7 +26,7 @@ def test_cache_hit_miss_and_invalidation(run_cache, monkeypatch):
     other = run(RunConfig(**{**CFG, "seed": 1}))
     assert not other.cached and other.config_hash != first.config_hash
     # a changed code version is a miss too (never a stale result)
-    monkeypatch.setattr(runmod, "code_version", lambda: "9.9.9+other")
+    monkeypatch.setattr(runmod, "run_code_version", lambda method, dataset: "9.9.9+other")
     assert not run(cfg).cached
     # cache files are complete JSON, each with its model weights beside it; no temp files
     files = list((run_cache / "runs").iterdir())
@@ -49,12 +49,6 @@ def test_trained_reloads_the_selected_weights(run_cache):
         logits = torch.cat([method.predict(model, b).logits for b in BatchLoader(splits.test, 512)])
     acc = float((logits.argmax(1) == splits.test.y).float().mean())
     assert abs(acc - res.metrics["test"]["acc"]) < 1e-6
-
-
-def test_code_version_tracks_source(tmp_path, monkeypatch):
-    from mmlab.utils import code_version
-    v = code_version()
-    assert v.startswith("0.1.0+") and v == code_version()
 
 
 def test_no_cache_runs_are_identical(run_cache):
@@ -116,29 +110,6 @@ def test_cli_methods_lists_all(tmp_path):
 def test_cli_bad_input_is_a_clear_error(tmp_path, args, expect):
     p = cli("train", *args, "--epochs", "1", "--no-cache", env_cache=tmp_path)
     assert p.returncode == 2 and expect in p.stderr and "Traceback" not in p.stderr
-
-
-def test_prepared_data_cache_is_keyed_on_code_version(run_cache, monkeypatch):
-    from mmlab.data import load_dataset
-    load_dataset("mfeat")
-    before = set((run_cache / "data").glob("mfeat-*.pt"))
-    monkeypatch.setattr("mmlab.utils.code_version", lambda: "9.9.9+other")
-    load_dataset("mfeat")
-    assert len(set((run_cache / "data").glob("mfeat-*.pt")) - before) == 1
-
-
-def test_code_version_ignores_presentation_modules_only(tmp_path):
-    """Editing a figure helper keeps cached results valid; editing training code does not."""
-    import shutil
-    from pathlib import Path
-    import mmlab.utils as u
-    pkg = tmp_path / "mmlab"
-    shutil.copytree(Path(u.__file__).parent, pkg, ignore=shutil.ignore_patterns("__pycache__"))
-    v0 = u.code_version(pkg)
-    (pkg / "viz.py").write_text((pkg / "viz.py").read_text() + "\n# a new figure style\n")
-    assert u.code_version(pkg) == v0
-    (pkg / "train.py").write_text((pkg / "train.py").read_text() + "\n# a training change\n")
-    assert u.code_version(pkg) != v0
 
 
 def test_run_many_trains_a_repeated_config_once(run_cache, monkeypatch):

@@ -134,3 +134,9 @@ def model_retrieval(model, splits, gallery: str = "train", modalities=None, comb
     train = extract_features(model, splits.train, modalities, device=device) if gallery == "train" else None
     return retrieval_table(test, splits.test.y.numpy(), train, splits.train.y.numpy(), gallery=gallery,
                            combine=combine)
+
+
+def retrieval_rows(method, model, splits, gallery: str = "train", combine: str = "l2") -> dict:
+    """model_retrieval as a row {overall, <modality>: mAP} (mmlab.studies.per_model's signature;
+    `method` unused)."""
+    return model_retrieval(model, splits, gallery=gallery, combine=combine)

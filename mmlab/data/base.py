@@ -172,9 +172,10 @@ def cached_prepare(name: str, options: dict, build) -> dict:
 
     The cache file is written atomically; a corrupt file is rebuilt rather than trusted.
     """
-    from mmlab.utils import code_version
-    # keyed on the code version too: editing a dataset's construction never reuses stale tensors
-    key = stable_hash({"name": name, "options": options, "code": code_version()})
+    from mmlab.deps import code_hash
+    # keyed on the code of the module that builds it (and what that imports): editing a
+    # dataset's construction never reuses stale tensors, editing another dataset keeps them
+    key = stable_hash({"name": name, "options": options, "code": code_hash([build.__module__])})
     path = cache_root() / "data" / f"{name}-{key}.pt"
     if path.exists():
         try:

@@ -42,7 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmlab.methods.base import METHODS, Method, register
+from mmlab.methods.base import Method, register
+from mmlab.methods.unimodal import Unimodal     # static: the teachers' code is part of a umt run's key
 
 
 def train_teacher(trainer, info, model_kwargs: dict, modality: str, epochs: int) -> nn.Module:
@@ -50,7 +51,7 @@ def train_teacher(trainer, info, model_kwargs: dict, modality: str, epochs: int)
     and return its validation-selected model, frozen. Module-level so tests can count calls."""
     from mmlab.train import Trainer
     cfg = replace(trainer.cfg, epochs=epochs, checkpoint_dir=None, resume=False)
-    method = METHODS.get("unimodal")(info, cfg, modality=modality, **model_kwargs)
+    method = Unimodal(info, cfg, modality=modality, **model_kwargs)
     devices = [trainer.device] if trainer.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         nested = Trainer(method, trainer.splits, cfg, train_transform=trainer.train_transform,
@@ -88,7 +89,7 @@ class UMT(Method):
 
     # --- teachers --------------------------------------------------------------------------
     def _rebuild_teacher(self, m: str, state: dict, device) -> nn.Module:
-        model = METHODS.get("unimodal")(self.info, self.cfg, modality=m, **self.model_kwargs).build_model()
+        model = Unimodal(self.info, self.cfg, modality=m, **self.model_kwargs).build_model()
         model.load_state_dict(state)
         return freeze(model.to(device))
 

@@ -1,0 +1,93 @@
+"""What a cached result is keyed on (mmlab.deps): a run on the code it executes, prepared data
+on its dataset's module, an analysis on the run and its own code. Edits elsewhere keep them."""
+import shutil
+from pathlib import Path
+
+import pytest
+
+import mmlab
+from mmlab import deps
+
+RUNS = [("concat", "avmnist"), ("reconboost", "mfeat"), ("umt", "watch"), ("ogm_ge", "cgm")]
+
+
+@pytest.fixture
+def pkg(tmp_path):
+    """A private copy of the mmlab sources to edit."""
+    root = tmp_path / "mmlab"
+    shutil.copytree(Path(mmlab.__file__).parent, root, ignore=shutil.ignore_patterns("__pycache__"))
+    return root
+
+
+def _keys(root):
+    return {run: deps.run_code_version(*run, root=root) for run in RUNS}
+
+
+def _edit(root, rel, text="\n# an edit\n"):
+    path = root / rel
+    path.write_text(path.read_text() + text if path.exists() else text)
+
+
+@pytest.mark.parametrize("rel", ["methods/mla.py", "data/newset.py", "configs.py", "studies.py", "viz.py",
+                                 "book.py", "claims.py", "notebook.py", "cli.py", "bench.py",
+                                 "analysis/embed.py", "analysis/__init__.py", "papers/__init__.py"])
+def test_adding_a_method_or_editing_presentation_keeps_every_run_key(pkg, rel):
+    before = _keys(pkg)
+    _edit(pkg, rel, "from mmlab.methods.base import Method, register\n\n@register('new')\nclass New(Method):\n"
+                    "    pass\n" if rel.endswith("mla.py") else "\n# an edit\n")
+    assert _keys(pkg) == before
+
+
+@pytest.mark.parametrize("rel, changed", [
+    ("train.py", {r for r in RUNS}),                                  # the trainer: every run
+    ("models/net.py", {r for r in RUNS}),
+    ("methods/reconboost.py", {("reconboost", "mfeat")}),             # a method: its own runs only
+    ("methods/ogm_ge.py", {("ogm_ge", "cgm")}),
+    ("methods/unimodal.py", {("umt", "watch"), ("reconboost", "mfeat")}),   # UMT's teachers, RB's code init
+    ("methods/tmc.py", {("reconboost", "mfeat")}),                    # what reconboost imports
+    ("data/mfeat.py", {("reconboost", "mfeat")}),                     # a dataset: its runs only
+    ("data/cgm.py", {("concat", "avmnist"), ("ogm_ge", "cgm")}),      # avmnist builds on cgm's MNIST
+])
+def test_editing_executed_code_invalidates_exactly_the_runs_that_use_it(pkg, rel, changed):
+    before = _keys(pkg)
+    _edit(pkg, rel)
+    after = _keys(pkg)
+    assert {r for r in RUNS if after[r] != before[r]} == changed
+
+
+def test_a_new_import_is_followed(pkg):
+    before = deps.run_code_version("concat", "avmnist", root=pkg)
+    _edit(pkg, "methods/helpers_new.py", "X = 1\n")
+    assert deps.run_code_version("concat", "avmnist", root=pkg) == before
+    _edit(pkg, "methods/joint.py", "\nfrom mmlab.methods import helpers_new  # noqa\n")
+    mid = deps.run_code_version("concat", "avmnist", root=pkg)
+    _edit(pkg, "methods/helpers_new.py", "X = 2\n")
+    assert len({before, mid, deps.run_code_version("concat", "avmnist", root=pkg)}) == 3
+
+
+def test_prepared_data_is_keyed_on_its_dataset_module(run_cache, monkeypatch):
+    from mmlab.data import load_dataset
+    load_dataset("mfeat")
+    load_dataset("mfeat")
+    assert len(list((run_cache / "data").glob("mfeat-*.pt"))) == 1
+    real = deps.code_hash
+    monkeypatch.setattr(deps, "code_hash", lambda names, root=deps.ROOT: real(names, root)
+                        + ("-edited" if "mmlab.data.mfeat" in names else ""))
+    load_dataset("mfeat")
+    assert len(list((run_cache / "data").glob("mfeat-*.pt"))) == 2
+
+
+def test_analyses_are_cached_by_run_code_and_parameters(run_cache, monkeypatch):
+    import mmlab.runner as runner
+    from mmlab.analysis import probe_rows
+    from mmlab.runner import RunConfig, run
+    from mmlab.studies import per_model
+    cfg = RunConfig(dataset="synthetic", method="concat", epochs=1, device="cpu", probe=False)
+    runs = [("concat", cfg, run(cfg))]
+    first = per_model(runs, probe_rows, max_train=200)
+    monkeypatch.setattr(runner, "trained", lambda cfg: pytest.fail("a cached analysis reloaded the model"))
+    assert per_model(runs, probe_rows, max_train=200).equals(first)
+    with pytest.raises(pytest.fail.Exception):       # other parameters: a miss
+        per_model(runs, probe_rows, max_train=100)
+    with pytest.raises(ValueError, match="module-level mmlab function"):
+        per_model(runs, lambda method, model, splits: {})
