@@ -16,6 +16,7 @@ from __future__ import annotations
 import inspect
 import json
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from typing import Optional
 
@@ -103,6 +104,7 @@ class Result:
     device: str
     cached: bool = False
     stopped: Optional[dict] = None   # {"epoch", "step", "reason"} if a non-finite loss ended training early
+    timings: dict = field(default_factory=dict)   # seconds per phase: data_s, fit_s, test_s, probe_s
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -169,34 +171,87 @@ def cached_result(cfg: RunConfig) -> Optional[Result]:
 def run(cfg: RunConfig, cache: bool = True, progress: bool = False, checkpoint_dir: Optional[str] = None,
         resume: bool = False, force: bool = False) -> Result:
     """Train cfg.method on cfg.dataset and evaluate; cached by (config, code version).
-    force=True retrains and rewrites the cache entry even when one exists."""
-    key = cfg.hash()
+    force=True retrains and rewrites the cache entry even when one exists. Two processes
+    (parallel notebooks) asking for the same uncached run train it once: the second waits
+    on the run's lock file and then reads the first one's result."""
     if cache and not force and (hit := cached_result(cfg)) is not None:
         return hit
-    t0 = time.perf_counter()
-    splits = load_dataset(cfg.dataset, seed=cfg.seed, val_fraction=cfg.val_fraction, **cfg.dataset_options)
-    if cfg.train_subset:
-        splits = subsample_train(splits, cfg.train_subset, cfg.seed)
+    if not cache:
+        result = _train(cfg, progress, checkpoint_dir, resume)
+        del result._weights
+        return result
+    with _run_lock(cfg.hash()):
+        if not force and (hit := cached_result(cfg)) is not None:
+            return hit
+        result = _train(cfg, progress, checkpoint_dir, resume)
+        # weights first: a result on disk always has its model beside it
+        atomic_torch_save(result.__dict__.pop("_weights"), _model_path(result.config_hash))
+        atomic_write_json(result.to_json() | {"cached": False}, _cache_path(result.config_hash))
+    return result
+
+
+@contextmanager
+def _run_lock(key: str):
+    """An exclusive lock on $MMLAB_CACHE/runs/.<key>.lock for as long as the block runs."""
+    import fcntl
+    path = cache_root() / "runs" / f".{key}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _train(cfg: RunConfig, progress: bool, checkpoint_dir, resume: bool) -> Result:
+    """Train, test and probe cfg; Result.timings holds the seconds of each phase and the
+    result carries its model's weights (attribute _weights) for the cache."""
+    clock = _Clock()
+    with clock("data"):
+        splits = load_dataset(cfg.dataset, seed=cfg.seed, val_fraction=cfg.val_fraction, **cfg.dataset_options)
+        if cfg.train_subset:
+            splits = subsample_train(splits, cfg.train_subset, cfg.seed)
     tcfg = cfg.train_config(progress=progress, checkpoint_dir=checkpoint_dir, resume=resume)
     method = build_method(cfg, splits.info, tcfg)
-    trainer = Trainer(method, splits, tcfg).fit()
-    metrics = {"val": trainer.history[trainer.best["epoch"]]["val"] if trainer.history else {},
-               "test": evaluate_test(trainer, splits)}
+    method.run_config = cfg       # a method may reuse other cached runs (UMT's teachers)
+    with clock("fit"):
+        trainer = Trainer(method, splits, tcfg).fit()
+    with clock("test"):
+        metrics = {"val": trainer.history[trainer.best["epoch"]]["val"] if trainer.history else {},
+                   "test": evaluate_test(trainer, splits)}
     probe, probe_random = {}, {}
-    if cfg.probe:
-        probe = probe_encoders(trainer.model, splits, max_train=cfg.probe_max_train, seed=cfg.seed,
-                               device=trainer.device)
-        torch.manual_seed(cfg.seed)          # the same initialisation the trained model started from
-        fresh = method.build_model().to(trainer.device)
-        probe_random = probe_encoders(fresh, splits, max_train=cfg.probe_max_train, seed=cfg.seed,
-                                      device=trainer.device)
-    result = Result(cfg.to_dict(), key, cfg.code_version(), metrics, probe, probe_random, trainer.history,
-                    trainer.best["epoch"], time.perf_counter() - t0, str(trainer.device), stopped=trainer.stopped)
-    if cache:   # weights first: a result on disk always has its model beside it
-        atomic_torch_save({k: v.detach().cpu() for k, v in trainer.model.state_dict().items()},
-                          _model_path(key))
-        atomic_write_json(result.to_json() | {"cached": False}, _cache_path(key))
+    with clock("probe"):
+        if cfg.probe:
+            probe = probe_encoders(trainer.model, splits, max_train=cfg.probe_max_train, seed=cfg.seed,
+                                   device=trainer.device)
+            torch.manual_seed(cfg.seed)          # the same initialisation the trained model started from
+            fresh = method.build_model().to(trainer.device)
+            probe_random = probe_encoders(fresh, splits, max_train=cfg.probe_max_train, seed=cfg.seed,
+                                          device=trainer.device)
+    result = Result(cfg.to_dict(), cfg.hash(), cfg.code_version(), metrics, probe, probe_random,
+                    trainer.history, trainer.best["epoch"], clock.total(), str(trainer.device),
+                    stopped=trainer.stopped, timings=clock.seconds)
+    result._weights = {k: v.detach().cpu() for k, v in trainer.model.state_dict().items()}
     return result
+
+
+class _Clock:
+    """Seconds per named phase: `with clock("fit"): ...`; clock.seconds = {"fit_s": ...}."""
+
+    def __init__(self):
+        self.seconds, self._t0 = {}, time.perf_counter()
+
+    @contextmanager
+    def __call__(self, name: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[f"{name}_s"] = time.perf_counter() - t0
+
+    def total(self) -> float:
+        return time.perf_counter() - self._t0
 
 
 def _model_path(key: str):
@@ -237,11 +292,13 @@ def analysis(cfg: RunConfig, fn, **params):
     path = cache_root() / "analyses" / f"{key}.pkl"
     if path.exists():
         try:
-            return pickle.loads(path.read_bytes())
+            return pickle.loads(path.read_bytes())["out"]
         except Exception:           # a corrupt entry is recomputed, never trusted
             path.unlink(missing_ok=True)
+    t0 = time.perf_counter()
     out = fn(*trained(cfg), **params)
-    atomic_write_bytes(path, pickle.dumps(out))
+    entry = {"out": out, "fn": name, "run": cfg.hash(), "seconds": time.perf_counter() - t0}
+    atomic_write_bytes(path, pickle.dumps(entry))
     return out
 
 

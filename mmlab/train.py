@@ -90,7 +90,7 @@ class _Meter:
     sync is the trainer's finite-loss check)."""
 
     def __init__(self, device):
-        self.device, self.reset_called = device, True
+        self.device = device
         self.reset()
 
     def reset(self):
@@ -210,8 +210,10 @@ class Trainer:
         self._end_epoch(epoch, time.perf_counter() - t0)
 
     def _end_epoch(self, epoch: int, train_s: float) -> None:
+        t0 = time.perf_counter()
         val = self.evaluate(self.splits.val) if self.cfg.validate else {}
-        row = {"epoch": epoch, "train_s": train_s, "train": self.meter.summary(), "val": val}
+        row = {"epoch": epoch, "train_s": train_s, "val_s": time.perf_counter() - t0,
+               "train": self.meter.summary(), "val": val}
         self.history.append(row)
         if not self.cfg.validate:                                    # keep the last epoch
             self.best = {"epoch": epoch, "score": -math.inf, "loss": math.inf, "state": None}

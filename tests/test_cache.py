@@ -91,3 +91,41 @@ def test_analyses_are_cached_by_run_code_and_parameters(run_cache, monkeypatch):
         per_model(runs, probe_rows, max_train=100)
     with pytest.raises(ValueError, match="module-level mmlab function"):
         per_model(runs, lambda method, model, splits: {})
+
+
+def test_two_processes_asking_for_one_run_train_it_once(run_cache):
+    """Parallel notebooks share runs: the second process waits on the run's lock and reads
+    the first one's result instead of training again."""
+    import multiprocessing as mp
+    from mmlab.runner import RunConfig
+    cfg = RunConfig(dataset="synthetic", method="concat", epochs=2, device="cpu", probe=False)
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(2) as pool:
+        a, b = pool.map(_run_cached_flag, [cfg, cfg])
+    assert sorted([a, b]) == [False, True]
+
+
+def _run_cached_flag(cfg) -> bool:
+    from mmlab.runner import run
+    return run(cfg).cached
+
+
+def test_results_record_seconds_per_phase(run_cache):
+    from mmlab.runner import RunConfig, run
+    r = run(RunConfig(dataset="synthetic", method="concat", epochs=2, device="cpu", probe_max_train=200))
+    assert set(r.timings) == {"data_s", "fit_s", "test_s", "probe_s"}
+    assert all(v >= 0 for v in r.timings.values()) and sum(r.timings.values()) <= r.wall_s + 1e-6
+    assert all("val_s" in h for h in r.history)
+
+
+def test_umt_teachers_are_the_cached_unimodal_runs(run_cache):
+    """A UMT run's teachers are the study's "<m> alone" runs: trained once, shared."""
+    from mmlab.runner import RunConfig, cached_result, run
+    common = dict(dataset="synthetic", epochs=2, device="cpu", probe=False, seed=3)
+    run(RunConfig(method="umt", **common))
+    alone = [RunConfig(method="unimodal", method_options={"modality": m}, **common) for m in ("m0", "m1")]
+    assert all(cached_result(c) is not None for c in alone)
+    # and a UMT run with other distillation weight reuses them (no new unimodal entries)
+    n = len(list((run_cache / "runs").glob("*.json")))
+    run(RunConfig(method="umt", method_options={"distill_weight": 0.5}, **common))
+    assert len(list((run_cache / "runs").glob("*.json"))) == n + 1

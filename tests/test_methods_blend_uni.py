@@ -26,7 +26,7 @@ def make(name, splits, opts=None, **kw):
 
 
 def metrics_of(history):
-    return [{k: v for k, v in row.items() if k != "train_s"} for row in history]
+    return [{k: v for k, v in row.items() if k not in ("train_s", "val_s")} for row in history]
 
 
 def state_of(module):

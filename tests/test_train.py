@@ -19,7 +19,7 @@ def splits():
 
 def metrics_of(history):
     """History without wall-clock times (which legitimately differ between runs)."""
-    return [{k: v for k, v in row.items() if k != "train_s"} for row in history]
+    return [{k: v for k, v in row.items() if k not in ("train_s", "val_s")} for row in history]
 
 
 def fit(method_name, splits, **kw):

@@ -64,6 +64,7 @@ class Method:
     name = "base"
     fusion = "concat"
     description = ""
+    run_config = None     # the RunConfig when run by mmlab.runner (lets a method reuse cached runs)
 
     def __init__(self, info, train_cfg, modalities=None, encoders=None, feature_dim: int = 128,
                  head: str = "linear", encoder_options=None, fusion: str | None = None):

@@ -47,8 +47,14 @@ from mmlab.methods.unimodal import Unimodal     # static: the teachers' code is 
 
 
 def train_teacher(trainer, info, model_kwargs: dict, modality: str, epochs: int) -> nn.Module:
-    """Train the uni-modal teacher of `modality` on trainer.splits (nested Trainer run)
-    and return its validation-selected model, frozen. Module-level so tests can count calls."""
+    """The uni-modal teacher of `modality`, validation-selected and frozen. Inside a cached
+    run (`method.run_config` set by mmlab.runner) it is the cached run of method "unimodal"
+    with the same data, seed and recipe (the very model a study reports as "<m> alone",
+    trained once for every method that needs it); otherwise, or under a train transform,
+    a nested Trainer run on trainer.splits. Module-level so tests can count calls."""
+    run_cfg = getattr(trainer.method, "run_config", None)
+    if run_cfg is not None and trainer.train_transform is None and trainer.eval_transform is None:
+        return _cached_teacher(run_cfg, model_kwargs, modality, epochs, trainer.device)
     from mmlab.train import Trainer
     cfg = replace(trainer.cfg, epochs=epochs, checkpoint_dir=None, resume=False)
     method = Unimodal(info, cfg, modality=modality, **model_kwargs)
@@ -57,6 +63,14 @@ def train_teacher(trainer, info, model_kwargs: dict, modality: str, epochs: int)
         nested = Trainer(method, trainer.splits, cfg, train_transform=trainer.train_transform,
                          eval_transform=trainer.eval_transform).fit()
     return freeze(nested.model)
+
+
+def _cached_teacher(run_cfg, model_kwargs: dict, modality: str, epochs: int, device) -> nn.Module:
+    from mmlab.runner import trained
+    opts = {k: v for k, v in model_kwargs.items() if v is not None}
+    teacher = replace(run_cfg, method="unimodal", epochs=epochs, method_options={"modality": modality, **opts})
+    _, model, _ = trained(teacher)
+    return freeze(model.to(device))
 
 
 def freeze(model: nn.Module) -> nn.Module:
