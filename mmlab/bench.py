@@ -5,9 +5,14 @@ trainer-overhead: the same model, data, optimizer and number of steps, trained b
   alternating runs; prints the median time ratio last: `trainer_overhead_ratio <x>`.
 epoch-time: median wall seconds per pass over the training set, first pass excluded
   (so methods with stages compare fairly); prints `s_per_pass <x>` last.
-baselines-speed: epoch-time of reconboost / ogm_ge / concat / pmr on issue 4's setup (mfeat
-  fac + fou, MLP encoders 216|76 -> 128 -> 64, batch 64, SGD, 2 threads) beside a popular
-  toolkit's per-pass seconds; the target is <= 0.8x those.
+baselines-speed: epoch-time of reconboost / ogm_ge / concat / pmr on the ReconBoost speed
+  setup (mfeat fac + fou, MLP encoders 216|76 -> 128 -> 64, batch 64, SGD, 2 threads) beside a
+  popular toolkit's per-pass seconds; the target is <= 0.8x those.
+book: build the book of a profile with an empty run cache (or read an existing cache with
+  --no-build) and print the wall time per notebook, the number of runs and analyses, and where
+  their seconds go: training passes, per-epoch validation, the rest of fit, test evaluation,
+  linear probes, data loading, and each analysis function. Seconds are summed over worker
+  processes (CPU seconds, more than the wall time when runs go in parallel).
 """
 from __future__ import annotations
 
@@ -94,13 +99,13 @@ def epoch_time(args) -> None:
     print(f"s_per_pass {statistics.median(times[1:] if len(times) > 1 else times):.4f}")
 
 
-# Issue 4's reference: a popular toolkit's implementations on mfeat (fac + fou views), MLP encoders
+# The ReconBoost speed setup's reference: a popular toolkit's implementations on mfeat (fac + fou views), MLP encoders
 # 216|76 -> 128 -> 64, batch 64, SGD, 2 threads; seconds per pass over the training set.
 TOOLKIT_S_PER_PASS = {"reconboost": 0.06, "ogm_ge": 0.18, "concat": 0.10, "pmr": 2.1}
 
 
 def baselines_speed(args) -> None:
-    """Seconds per pass of ReconBoost / OGM-GE / concat / PMR on issue 4's setup, against the
+    """Seconds per pass of ReconBoost / OGM-GE / concat / PMR on the speed setup, against the
     toolkit's figures (target: <= 0.8x). Median over passes, first pass excluded."""
     torch.set_num_threads(args.threads)
     data = {"views": ("fac", "fou"), "train_per_class": None}      # all 1440 training digits, as measured
@@ -110,6 +115,55 @@ def baselines_speed(args) -> None:
         s = statistics.median(times[1:])
         print(f"{method:10s} s_per_pass {s:.4f}  toolkit {ref:.2f}  ratio {s / ref:.2f}  "
               f"{'ok' if s <= 0.8 * ref else 'ABOVE 0.8x target'}", flush=True)
+
+
+def book(args) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    cache = Path(args.cache or Path("_build") / f"bench-cache-{args.profile}-{int(time.time())}")
+    if not args.no_build:
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "mmlab.book", "--profile", args.profile], check=True,
+                       env={**os.environ, "MMLAB_CACHE": str(cache.resolve())})
+        print(f"book wall {time.perf_counter() - t0:.1f} s (profile {args.profile}, empty cache {cache})")
+    timings = Path("_build") / "timings.json"
+    if timings.exists():
+        t = json.loads(timings.read_text())
+        print(f"notebooks ({t['profile']}): " + ", ".join(f"{k.split('-')[0]} {v:.0f} s"
+                                                          for k, v in t["seconds"].items()))
+    _print_phases(cache)
+
+
+def _print_phases(cache) -> None:
+    import json
+    import pickle
+    import pandas as pd
+    if not (cache / "runs").is_dir():
+        raise SystemExit(f"error: {cache} holds no runs/ directory; give the MMLAB_CACHE of a book build")
+    every = [json.loads(p.read_text()) for p in (cache / "runs").glob("*.json")]
+    runs = [r for r in every if r.get("timings")]
+    if len(runs) < len(every):
+        print(f"({len(every) - len(runs)} runs recorded before per-phase timings are left out)")
+    rows = [{"dataset": r["dataset"], "method": r["method"],
+             "train passes": sum(h["train_s"] for h in r["history"]),
+             "validation": sum(h.get("val_s", 0.0) for h in r["history"]),
+             **{k[:-2]: v for k, v in r.get("timings", {}).items()}} for r in runs]
+    df = pd.DataFrame(rows)
+    if len(df):
+        df["fit, other"] = df.pop("fit") - df["train passes"] - df["validation"]
+    phases = df.drop(columns=["dataset", "method"]).sum() if len(df) else pd.Series(dtype=float)
+    print(f"runs {len(df)}; CPU seconds per phase:\n{phases.round(1).to_string()}")
+    if len(df):
+        top = df.groupby(["dataset", "method"]).sum(numeric_only=True).sum(axis=1).sort_values()
+        print("CPU seconds by dataset and method (largest last):\n" + top.round(1).tail(12).to_string())
+    ana = [e for e in (pickle.loads(p.read_bytes()) for p in (cache / "analyses").glob("*.pkl"))
+           if isinstance(e, dict) and "seconds" in e]         # entries from before timings: skipped
+    if ana:
+        a = pd.DataFrame([{"analysis": e["fn"].rsplit(".", 1)[-1], "seconds": e["seconds"]} for e in ana])
+        print(f"analyses {len(a)}:\n" + a.groupby("analysis").seconds.agg(["count", "sum"]).round(1).to_string())
 
 
 def main(argv=None) -> None:
@@ -133,11 +187,18 @@ def main(argv=None) -> None:
     b.add_argument("--lr", type=float, default=1e-3)
     b.add_argument("--data-opt", action="append", default=[], metavar="KEY=VALUE")
     b.add_argument("--method-opt", action="append", default=[], metavar="KEY=VALUE")
-    c = sub.add_parser("baselines-speed", help="issue 4's speed targets (mfeat fac+fou, MLP 128->64, SGD)")
+    c = sub.add_parser("baselines-speed", help="the ReconBoost speed targets (mfeat fac+fou, MLP 128->64, SGD)")
     c.add_argument("--epochs", type=int, default=8)
     c.add_argument("--threads", type=int, default=2)
+    d = sub.add_parser("book", help="build a profile's book on an empty cache; seconds per phase")
+    d.add_argument("--profile", default="quick", choices=("smoke", "quick", "full"))
+    d.add_argument("--cache", help="cache directory (default: a new one under _build/)")
+    d.add_argument("--no-build", action="store_true", help="only read the cache given by --cache")
     args = p.parse_args(argv)
-    {"trainer-overhead": trainer_overhead, "epoch-time": epoch_time, "baselines-speed": baselines_speed}[args.cmd](args)
+    if args.cmd == "book" and args.no_build and not args.cache:
+        p.error("--no-build needs --cache DIR (the cache of the build to break down)")
+    {"trainer-overhead": trainer_overhead, "epoch-time": epoch_time, "baselines-speed": baselines_speed,
+     "book": book}[args.cmd](args)
 
 
 if __name__ == "__main__":
