@@ -225,15 +225,36 @@ def _train(cfg: RunConfig, progress: bool, checkpoint_dir, resume: bool) -> Resu
         if cfg.probe:
             probe = probe_encoders(trainer.model, splits, max_train=cfg.probe_max_train, seed=cfg.seed,
                                    device=trainer.device)
-            torch.manual_seed(cfg.seed)          # the same initialisation the trained model started from
-            fresh = method.build_model().to(trainer.device)
-            probe_random = probe_encoders(fresh, splits, max_train=cfg.probe_max_train, seed=cfg.seed,
-                                          device=trainer.device)
+            probe_random = random_probe(cfg, method, splits, trainer.device)
     result = Result(cfg.to_dict(), cfg.hash(), cfg.code_version(), metrics, probe, probe_random,
                     trainer.history, trainer.best["epoch"], clock.total(), str(trainer.device),
                     stopped=trainer.stopped, timings=clock.seconds)
     result._weights = {k: v.detach().cpu() for k, v in trainer.model.state_dict().items()}
     return result
+
+
+def random_probe(cfg: RunConfig, method, splits, device) -> dict:
+    """The linear probe of a randomly initialised encoder (the initialisation the trained model
+    started from), cached by the initial weights themselves, the data and the probe's code:
+    methods that build the same architecture from the same seed share it."""
+    import hashlib
+    torch.manual_seed(cfg.seed)
+    fresh = method.build_model()
+    h = hashlib.sha256(repr(fresh).encode())
+    for k, v in fresh.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    from mmlab.data import DATASETS
+    data = {k: cfg.to_dict()[k] for k in ("dataset", "seed", "val_fraction", "train_subset", "probe_max_train")}
+    data["options"] = _non_default(cfg.dataset_options, _dataset_defaults(cfg.dataset))
+    key = stable_hash({"weights": h.hexdigest(), "data": data,
+                       "code": code_hash(["mmlab.analysis.probe", DATASETS.get(cfg.dataset).__module__])})
+    path = cache_root() / "probes" / f"{key}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    out = probe_encoders(fresh.to(device), splits, max_train=cfg.probe_max_train, seed=cfg.seed, device=device)
+    atomic_write_json(out, path)
+    return out
 
 
 class _Clock:

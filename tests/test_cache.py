@@ -129,3 +129,17 @@ def test_umt_teachers_are_the_cached_unimodal_runs(run_cache):
     n = len(list((run_cache / "runs").glob("*.json")))
     run(RunConfig(method="umt", method_options={"distill_weight": 0.5}, **common))
     assert len(list((run_cache / "runs").glob("*.json"))) == n + 1
+
+
+def test_random_encoder_probes_are_shared_by_methods_with_the_same_initialisation(run_cache, monkeypatch):
+    import mmlab.runner as runner
+    from mmlab.runner import RunConfig, run
+    common = dict(dataset="synthetic", epochs=1, device="cpu", probe_max_train=200)
+    a = run(RunConfig(method="concat", **common))
+    calls = []
+    real = runner.probe_encoders
+    monkeypatch.setattr(runner, "probe_encoders", lambda *a, **k: calls.append(1) or real(*a, **k))
+    b = run(RunConfig(method="ogm_ge", **common))        # same encoders, same seed: same init
+    assert b.probe_random == a.probe_random and len(calls) == 1      # only the trained probe ran
+    c = run(RunConfig(method="concat", **{**common, "seed": 1}))
+    assert len(calls) == 3 and c.probe_random is not None     # another seed: another init, probed anew
