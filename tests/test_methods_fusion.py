@@ -9,8 +9,8 @@ import torch.nn.functional as F
 import mmlab
 from mmlab.data import load_dataset
 from mmlab.methods import METHODS
-from mmlab.methods.qmf import energy, qmf_combine, qmf_confidence, qmf_rank_loss, qmf_weights
-from mmlab.methods.tmc import (dirichlet_loss, ds_combine_two, evidence, kl_to_uniform_dirichlet, tmc_alpha,
+from mmlab.methods.combine import energy, qmf_combine, qmf_confidence, qmf_rank_loss, qmf_weights
+from mmlab.methods.combine import (dirichlet_loss, ds_combine_two, evidence, kl_to_uniform_dirichlet, tmc_alpha,
                                tmc_combine, tmc_loss, uncertainty)
 from mmlab.models import FUSIONS, build_model
 from mmlab.runner import RunConfig

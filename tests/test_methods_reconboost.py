@@ -85,7 +85,7 @@ def test_paper_form_has_no_boost_rate_the_code_form_does(splits):
 
 def test_tmc_final_anneals_by_the_same_rule_as_the_tmc_method(splits):
     """One rule: at the trainer's pass 0 both use lambda = 1 / annealing_epochs (= 0.1)."""
-    from mmlab.methods.tmc import dirichlet_loss, evidence, tmc_alpha
+    from mmlab.methods.combine import dirichlet_loss, evidence, tmc_alpha
     rb = trainer(splits, epochs=2, final="tmc")
     rb.setup()
     tmc_cfg = TrainConfig(device="cpu")
@@ -103,7 +103,7 @@ def test_tmc_final_anneals_by_the_same_rule_as_the_tmc_method(splits):
 def test_qmf_final_trains_qmfs_own_objective(splits):
     """GRS with final="qmf" trains QMF's loss (fused CE + per-learner CE + ranking term over
     a per-sample loss history), not only CE on the fused score."""
-    from mmlab.methods.qmf import qmf_confidence, qmf_rank_loss
+    from mmlab.methods.combine import qmf_confidence, qmf_rank_loss
     t = trainer(splits, epochs=2, final="qmf")
     t.setup()
     t.method.on_epoch_start(t, 0)
@@ -259,8 +259,8 @@ def test_bad_options_are_named(splits, opts, match):
 @pytest.mark.parametrize("final", ["tmc", "qmf"])
 def test_decision_level_final_rules_fuse_the_learners(splits, final):
     """Ours + TMC / QMF (Table 14): the fused score is that rule applied to the learners' logits."""
-    from mmlab.methods.qmf import qmf_combine
-    from mmlab.methods.tmc import tmc_combine
+    from mmlab.methods.combine import qmf_combine
+    from mmlab.methods.combine import tmc_combine
     t = trainer(splits, epochs=2, final=final).fit()
     batch = next(iter(t.loader(splits.test, train=False)))
     t.model.eval()

@@ -24,13 +24,13 @@ OGR = |Delta O / Delta G| and the optimal-blend estimate w*_k ~ Delta G_k / Delt
 
 Schedule (online G-Blend's "super-epoch"): losses are measured once at the start of
 training ("prev" for the first estimate), then every `reestimate_every` epochs (default
-max(1, epochs // 4), i.e. four super-epochs per run; method-notes say ~20 epochs and
+max(1, epochs // 4), i.e. four super-epochs per run; intervals of ~20 epochs are also in use and
 BalanceBenchmark's config uses 10, on much longer runs than ours) the weights are
 recomputed from (prev, now) and "now" becomes the next "prev". Before the first estimate the weights are
 uniform, 1 / (M + 1). The weights are method state (extra_state; resume-exact) and
 `self.weights` exposes them by head name ("fused", then the modalities).
 
-Holdout: `holdout_fraction` (default 0.08, method-notes) of the training split, stratified
+Holdout: `holdout_fraction` (default 0.08) of the training split, stratified
 by label and seeded with the run seed. The training loop iterates only over the other 92%
 (this method owns train_epoch; batch["index"], and the index the trainer's per-sample
 transforms see, are positions in the full training split, as for every other method).
@@ -49,7 +49,7 @@ Where we differ from the authors' code / the paper:
   eval passes instead of (M + 1) extra training runs; the blend formula is the same.
 - |G / O^2| (absolute value, as in the offline G-Blend weights) also gives a positive
   weight to a head whose holdout loss rose; the paper's Proposition uses the signed gain.
-- Most public code picks the best epoch on the test set (method-notes); the trainer
+- Most public code picks the best epoch on the test set; the trainer
   selects on val. The default reestimate_every depends on `epochs`, so a run resumed with
   more epochs keeps the old schedule only if reestimate_every is given explicitly.
 """
@@ -64,6 +64,7 @@ from sklearn.model_selection import train_test_split
 from torch import nn
 
 from mmlab.methods.base import Method, register
+from mmlab.methods.common import eval_mode
 from mmlab.models import build_model
 from mmlab.models.fusion import HEADS, Fusion
 
@@ -187,17 +188,15 @@ class GBlend(Method):
     def head_losses(self, trainer, data, positions: torch.Tensor) -> torch.Tensor:
         """Mean CE of every head (fused, then modalities) on `data` (the training-split
         subset at `positions`) in eval mode, [K] float64."""
-        model, was_training = trainer.model, trainer.model.training
-        model.eval()
         total, n = torch.zeros(len(self.heads), dtype=torch.float64), 0
-        for batch in self.subset_loader(trainer, data, positions, train=False):
-            with trainer.autocast():
-                out = model(batch)
-            y = batch["label"]
-            zs = [out.logits] + [out.per_modality[m] for m in self.modalities]
-            total += torch.stack([F.cross_entropy(z.float(), y, reduction="sum") for z in zs]).double().cpu()
-            n += len(y)
-        model.train(was_training)
+        with eval_mode(trainer.model) as model:
+            for batch in self.subset_loader(trainer, data, positions, train=False):
+                with trainer.autocast():
+                    out = model(batch)
+                y = batch["label"]
+                zs = [out.logits] + [out.per_modality[m] for m in self.modalities]
+                total += torch.stack([F.cross_entropy(z.float(), y, reduction="sum") for z in zs]).double().cpu()
+                n += len(y)
         return total / n
 
     def _measure(self, trainer):

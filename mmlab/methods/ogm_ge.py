@@ -62,18 +62,10 @@ import torch
 import torch.nn.functional as F
 
 from mmlab.methods.base import Method, register
+from mmlab.methods.combine import discrepancy_ratios
+from mmlab.methods.common import as_bool
 
 COEFFS = ("paper", "code")
-
-
-def as_bool(name: str, value) -> bool:
-    """A boolean option; the strings "true"/"false" (any case, as the CLI may pass them)
-    are accepted, anything else that is not a bool raises (bool("false") would be True)."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    raise ValueError(f"option {name} must be True or False, got {value!r}")
 
 
 def modality_scores(per_modality: List[torch.Tensor], y: torch.Tensor) -> torch.Tensor:
@@ -84,13 +76,6 @@ def modality_scores(per_modality: List[torch.Tensor], y: torch.Tensor) -> torch.
     p = F.softmax(z, dim=2)
     idx = y.view(1, -1, 1).expand(z.shape[0], -1, 1)                  # [M, B, 1]
     return p.gather(2, idx).squeeze(2).sum(1)                         # [M]
-
-
-def discrepancy_ratios(scores: torch.Tensor) -> torch.Tensor:
-    """rho_m = s_m / mean of the other modalities' s (= s_a / s_v for two); [M] -> [M]."""
-    m = scores.shape[0]
-    others = (scores.sum() - scores) / (m - 1)
-    return scores / others.clamp_min(torch.finfo(scores.dtype).tiny)
 
 
 def modulation_coefficients(ratios: torch.Tensor, alpha: float, coeff: str = "paper") -> torch.Tensor:

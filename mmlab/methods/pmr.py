@@ -70,7 +70,8 @@ import torch
 import torch.nn.functional as F
 
 from mmlab.methods.base import Method, register
-from mmlab.methods.ogm_ge import as_bool, discrepancy_ratios
+from mmlab.methods.combine import discrepancy_ratios
+from mmlab.methods.common import as_bool
 
 COEFFS = ("paper", "code")
 DISTANCES = ("euclidean", "squared")

@@ -47,73 +47,13 @@ Where we differ from the authors' code:
 """
 from __future__ import annotations
 
-from typing import Dict
-
-import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from mmlab.methods.base import Method, register
-from mmlab.methods.tmc import swap_fusion
+from mmlab.methods.combine import QMFObjective, check_qmf_options, energy, qmf_combine
+from mmlab.methods.common import swap_fusion
 from mmlab.models import build_model
 from mmlab.models.fusion import SumFusion
-
-WEIGHTINGS = ("softmax", "code")
-RANK_MARGINS = ("enforce", "code")
-
-
-def _check_options(temperature: float, weighting: str = "softmax") -> None:
-    if temperature <= 0:
-        raise ValueError(f"QMF energy temperature must be > 0, got {temperature}")
-    if weighting not in WEIGHTINGS:
-        raise ValueError(f"QMF weighting={weighting!r} is not one of {WEIGHTINGS}")
-
-
-def energy(z: Tensor, temperature: float = 1.0) -> Tensor:
-    """Energy score E = -T logsumexp(z / T), [B] (float32); higher = less confident."""
-    return -temperature * torch.logsumexp(z.float() / temperature, dim=1)
-
-
-def qmf_confidence(logits: Dict[str, Tensor], temperature: float = 1.0, scale: float = 0.1) -> Tensor:
-    """Per-sample, per-modality confidence c = -scale * E, [B, M] (differentiable)."""
-    if not logits:
-        raise ValueError("QMF needs logits of at least one modality: a dict {modality: [B, C] tensor}")
-    _check_options(temperature)
-    return torch.stack([-scale * energy(z, temperature) for z in logits.values()], dim=1)
-
-
-def qmf_weights(logits: Dict[str, Tensor], temperature: float = 1.0, scale: float = 0.1,
-                weighting: str = "softmax") -> Tensor:
-    """Modality weights [B, M] (columns in dict order): softmax over modalities of the
-    confidence -scale * E (sums to 1 per sample), or the raw confidence (weighting="code")."""
-    _check_options(temperature, weighting)
-    conf = qmf_confidence(logits, temperature, scale)
-    return conf.softmax(dim=1) if weighting == "softmax" else conf
-
-
-def qmf_combine(logits: Dict[str, Tensor], temperature: float = 1.0, scale: float = 0.1,
-                weighting: str = "softmax") -> Tensor:
-    """Fused logits [B, C] = sum_m w_m z_m with detached weights w = qmf_weights(logits)."""
-    w = qmf_weights(logits, temperature, scale, weighting).detach()        # [B, M]
-    z = torch.stack([v.float() for v in logits.values()])                  # [M, B, C]
-    return torch.einsum("bm,mbc->bc", w, z)
-
-
-def qmf_rank_loss(confidence: Tensor, history: Tensor, rank_margin: str = "enforce") -> Tensor:
-    """QMF's sample-wise ranking regulariser for one modality, a scalar.
-
-    confidence: [B] c_i (with grad); history: [B] normalised past loss h_i of the same
-    samples. Pairs (i, i+1 cyclic): a sample with the larger past loss should be the less
-    confident one. Pairs with equal history contribute 0 (g = 0 and gap = 0).
-    """
-    if rank_margin not in RANK_MARGINS:
-        raise ValueError(f"QMF rank_margin={rank_margin!r} is not one of {RANK_MARGINS}")
-    c_next, h_next = confidence.roll(-1), history.roll(-1)
-    g = torch.sign(history - h_next)                     # +1: i was harder than its partner
-    gap = (history - h_next).abs()
-    sign = 1.0 if rank_margin == "enforce" else -1.0
-    return torch.relu(g * (confidence - c_next) + sign * gap).mean()
-
 
 class QMFFusion(SumFusion):
     """One linear head per modality (as "sum"); fused logits = qmf_combine(per-modality)."""
@@ -125,60 +65,6 @@ class QMFFusion(SumFusion):
 
     def forward(self, feats):
         return qmf_combine(self.per_modality(feats), self.temperature, self.scale, self.weighting)
-
-
-class QMFObjective:
-    """QMF's training objective with its per-sample loss history (state), shared by the QMF
-    method and ReconBoost's `final="qmf"` rectification stage:
-        L = CE(fused, y) + sum_m CE(z_m, y) + lam * sum_m L_rank,m
-    `history` [M, N_train] holds each training sample's summed past CE per modality."""
-
-    def __init__(self, modalities, lam: float = 0.1, temperature: float = 1.0, scale: float = 0.1,
-                 rank_margin: str = "enforce"):
-        _check_options(temperature)
-        if rank_margin not in RANK_MARGINS:
-            raise ValueError(f"QMF rank_margin={rank_margin!r} is not one of {RANK_MARGINS}")
-        if lam < 0:
-            raise ValueError(f"QMF lam (ranking weight) must be >= 0, got {lam}")
-        self.modalities = list(modalities)
-        self.lam, self.temperature, self.scale, self.rank_margin = lam, temperature, scale, rank_margin
-        self.history: Tensor | None = None
-
-    def start(self, n_train: int, device) -> None:
-        self.history = torch.zeros(len(self.modalities), n_train, device=device)
-
-    def update_history(self, per_modality: Dict[str, Tensor], y: Tensor, index: Tensor) -> None:
-        """h_m[index] += per-sample CE of modality m (detached)."""
-        idx = index.to(self.history.device)
-        for k, m in enumerate(self.modalities):
-            ce = F.cross_entropy(per_modality[m].detach().float(), y, reduction="none")
-            self.history[k].index_add_(0, idx, ce.to(self.history.device))
-
-    def normalised_history(self, k: int, idx: Tensor) -> Tensor:
-        """Min-max normalised (over the training set) history of modality k at idx, [B]."""
-        h = self.history[k]
-        span = h.max() - h.min()
-        span = torch.where(span > 0, span, torch.ones_like(span))   # constant history -> all 0
-        return (h[idx.to(h.device)] - h.min()) / span
-
-    def __call__(self, fused: Tensor, per_modality: Dict[str, Tensor], y: Tensor, index: Tensor) -> Tensor:
-        per = {m: per_modality[m].float() for m in self.modalities}
-        loss = F.cross_entropy(fused.float(), y) + sum(F.cross_entropy(z, y) for z in per.values())
-        if self.lam == 0 or self.history is None:
-            return loss
-        conf = qmf_confidence(per, self.temperature, self.scale)             # [B, M], with grad
-        rank = sum(qmf_rank_loss(conf[:, k], self.normalised_history(k, index).to(conf.device),
-                                 self.rank_margin) for k in range(len(self.modalities)))
-        return loss + self.lam * rank
-
-    def state(self) -> dict:
-        return {"history": None if self.history is None else self.history.detach().cpu()}
-
-    def load(self, state: dict) -> None:
-        h = state.get("history")
-        if h is not None:
-            device = self.history.device if self.history is not None else h.device
-            self.history = h.to(device)
 
 
 @register("qmf")
@@ -195,7 +81,7 @@ class QMF(Method):
         super().__init__(info, train_cfg, **kw)
         if len(self.modalities) < 2:
             raise ValueError(f"method 'qmf' needs at least two modalities, got {self.modalities}")
-        _check_options(temperature, weighting)
+        check_qmf_options(temperature, weighting)
         self.objective = QMFObjective(self.modalities, lam, temperature, scale, rank_margin)
         self.temperature, self.scale, self.weighting = temperature, scale, weighting
 

@@ -35,8 +35,7 @@ authors' code values); lr x `lr_decay` every `lr_decay_every` stages (App. C.3.2
 CREMA-D x0.1 every 30 stages; AVE x0.5 after 40). The trainer's epochs are passes over
 the data: a stage takes T1 + T2 of them, so `epochs` sets the number of stages.
 
-Where we differ from the paper, or follow the authors' code only as an option
-(see shared/notes/method-notes.md):
+Where we differ from the paper, or follow the authors' code only as an option:
 - reconciliation: the code uses a weighted CE, -w1 mean_c[y log p] + w2 mean_c[y sigma log p]
   (w1/w2 = 5/1 CREMA-D, 4/1 AVE). Default here is the paper's KL form; `recon="code"`
   gives the code's form (options w1, w2).
@@ -65,8 +64,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmlab.methods.base import Method, make_optimizer, register
-from mmlab.methods.qmf import QMFObjective, qmf_combine
+from mmlab.methods.combine import QMFObjective, qmf_combine
+# TMC's rule via its method module (which takes it from mmlab.methods.combine): tests/test_cache.py
+# pins that an edit of methods/tmc.py re-keys ReconBoost's runs; import from combine once it pins combine.py
 from mmlab.methods.tmc import tmc_combine, tmc_loss
+from mmlab.methods.common import check_choice, eval_mode
 from mmlab.models import build_model
 from mmlab.models.fusion import HEADS, Fusion
 from mmlab.models.net import ModelOutput
@@ -151,7 +153,7 @@ class ReconBoost(Method):
         for name, value, choices in (("final", final, FINAL_RULES), ("order", order, ORDERS),
                                      ("recon", recon, FORMS), ("mcr", mcr, FORMS),
                                      ("boost_rate", boost_rate, FORMS), ("init", init, INITS)):
-            _check_choice(name, value, choices)
+            check_choice("reconboost", name, value, choices)
         if len(self.modalities) < 2:
             raise ValueError(f"reconboost needs >= 2 modalities, got {self.modalities}")
         if t1 < 1 or t2 < 0 or (grs and t2 < 1):
@@ -245,18 +247,15 @@ class ReconBoost(Method):
     @torch.no_grad()
     def learner_losses(self, trainer) -> Dict[str, float]:
         """Mean training CE of each learner's own prediction phi_k (S1/S2, App. D.5)."""
-        model = trainer.model
-        was_training = model.training
-        model.eval()
         total = {m: torch.zeros((), device=trainer.device) for m in self.modalities}
         n = 0
-        for batch in trainer.loader(trainer.splits.train, train=False):
-            with trainer.autocast():
-                per = model.fusion.per_modality(model.encode(batch))
-            for m in self.modalities:
-                total[m] += F.cross_entropy(per[m].float(), batch["label"], reduction="sum")
-            n += len(batch["label"])
-        model.train(was_training)
+        with eval_mode(trainer.model) as model:
+            for batch in trainer.loader(trainer.splits.train, train=False):
+                with trainer.autocast():
+                    per = model.fusion.per_modality(model.encode(batch))
+                for m in self.modalities:
+                    total[m] += F.cross_entropy(per[m].float(), batch["label"], reduction="sum")
+                n += len(batch["label"])
         return {m: float(v) / n for m, v in total.items()}
 
     # --- training -------------------------------------------------------------------------
@@ -326,8 +325,3 @@ class ReconBoost(Method):
         self.selections, self.stage_losses = list(state["selections"]), list(state["stage_losses"])
         if self.qmf is not None and "qmf" in state:
             self.qmf.load(state["qmf"])
-
-
-def _check_choice(name: str, value, choices) -> None:
-    if value not in choices:
-        raise ValueError(f"reconboost option {name}={value!r} is not one of {choices}")

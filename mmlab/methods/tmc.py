@@ -41,97 +41,11 @@ Where we differ from the authors' code:
 """
 from __future__ import annotations
 
-import math
-from typing import Dict
-
-import torch
-import torch.nn.functional as F
-from torch import Tensor
-
 from mmlab.methods.base import Method, register
+from mmlab.methods.combine import tmc_combine, tmc_loss
+from mmlab.methods.common import swap_fusion
 from mmlab.models import build_model
 from mmlab.models.fusion import SumFusion
-
-
-def _check_logits(logits: Dict[str, Tensor]) -> None:
-    if not logits:
-        raise ValueError("TMC needs logits of at least one modality: a dict {modality: [B, C] tensor}")
-
-
-def evidence(logits: Tensor) -> Tensor:
-    """Evidence e = softplus(z) >= 0, [B, C], in float32 (safe under autocast)."""
-    return F.softplus(logits.float())
-
-
-def ds_combine_two(alpha1: Tensor, alpha2: Tensor) -> Tensor:
-    """Reduced Dempster-Shafer combination of two Dirichlet opinions, [B, C] each -> [B, C].
-
-    Equal to the paper's belief/uncertainty rule (Definition 3.1) mapped back to
-    alpha = b S + 1 with S = C / u; in evidence form e = e1 + e2 + e1 e2 / C.
-    """
-    num_classes = alpha1.shape[1]
-    e1, e2 = alpha1 - 1, alpha2 - 1
-    return e1 + e2 + e1 * e2 / num_classes + 1
-
-
-def tmc_alpha(logits: Dict[str, Tensor]) -> Tensor:
-    """Dirichlet parameters of the fused opinion, [B, C] (pairwise DS over the modalities)."""
-    _check_logits(logits)
-    alphas = [evidence(z) + 1 for z in logits.values()]
-    fused = alphas[0]
-    for a in alphas[1:]:
-        fused = ds_combine_two(fused, a)
-    return fused
-
-
-def tmc_combine(logits: Dict[str, Tensor]) -> Tensor:
-    """log(alpha / S) of the fused Dirichlet, [B, C]: log expected class probabilities."""
-    alpha = tmc_alpha(logits)
-    return torch.log(alpha) - torch.log(alpha.sum(1, keepdim=True))
-
-
-def uncertainty(alpha: Tensor) -> Tensor:
-    """Subjective-logic uncertainty mass u = C / S, [B]."""
-    return alpha.shape[1] / alpha.sum(1)
-
-
-def kl_to_uniform_dirichlet(alpha: Tensor) -> Tensor:
-    """KL(Dir(alpha) || Dir(1, ..., 1)) per sample, [B]."""
-    num_classes = alpha.shape[1]
-    S = alpha.sum(1)                                                       # [B]
-    log_norm = torch.lgamma(S) - torch.lgamma(alpha).sum(1) - math.lgamma(num_classes)
-    return log_norm + ((alpha - 1) * (torch.digamma(alpha) - torch.digamma(S)[:, None])).sum(1)
-
-
-def dirichlet_loss(alpha: Tensor, y: Tensor, kl_weight: float) -> Tensor:
-    """Per-sample L_ace + kl_weight * KL(Dir(alpha~) || Dir(1)), [B] (paper Sec. 3.3)."""
-    onehot = F.one_hot(y, alpha.shape[1]).to(alpha.dtype)                  # [B, C]
-    S = alpha.sum(1, keepdim=True)
-    ace = (onehot * (torch.digamma(S) - torch.digamma(alpha))).sum(1)      # [B]
-    alpha_tilde = onehot + (1 - onehot) * alpha                            # misleading evidence only
-    return ace + kl_weight * kl_to_uniform_dirichlet(alpha_tilde)
-
-
-def annealing_weight(epoch: int, annealing_epochs: int = 10) -> float:
-    """lambda_t = min(1, t / annealing_epochs) with t = epoch + 1: `epoch` is the trainer's
-    0-based pass index and the authors count epochs from 1, so the first pass has
-    lambda = 1 / annealing_epochs. The one rule for TMC's loss wherever it is trained
-    (the TMC method and ReconBoost's final="tmc" rectification)."""
-    if annealing_epochs <= 0:
-        raise ValueError(f"annealing_epochs must be a positive number of epochs, got {annealing_epochs}")
-    return min(1.0, (epoch + 1) / annealing_epochs)
-
-
-def tmc_loss(logits: Dict[str, Tensor], y: Tensor, epoch: int, annealing_epochs: int = 10) -> Tensor:
-    """TMC's objective: batch mean of L_acc(fused) + sum_m L_acc(alpha_m), with the KL term
-    annealed by annealing_weight(epoch) (epoch: the trainer's 0-based pass index)."""
-    _check_logits(logits)
-    lam = annealing_weight(epoch, annealing_epochs)
-    alphas = [evidence(z) + 1 for z in logits.values()]
-    total = dirichlet_loss(tmc_alpha(logits), y, lam)
-    for a in alphas:
-        total = total + dirichlet_loss(a, y, lam)
-    return total.mean()
 
 
 class TMCFusion(SumFusion):
@@ -139,15 +53,6 @@ class TMCFusion(SumFusion):
 
     def forward(self, feats):
         return tmc_combine(self.per_modality(feats))
-
-
-def swap_fusion(model, fusion_cls, **kwargs):
-    """Replace a "sum" model's fusion by `fusion_cls` with the same heads' weights."""
-    old = model.fusion
-    new = fusion_cls(old.dims, old.num_classes, **kwargs)
-    new.load_state_dict(old.state_dict())
-    model.fusion = new
-    return model
 
 
 @register("tmc")

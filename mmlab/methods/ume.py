@@ -43,7 +43,7 @@ Where we differ from the authors' setup:
 - The paper's exact combination weights per dataset were not recoverable from the text
   available here (only abstracts were reachable); `weights` and `combine` expose both
   readings of "weighted predictions".
-- Most public code selects epochs on the test set (method-notes); we select on val.
+- Most public code selects epochs on the test set; we select on val.
 """
 from __future__ import annotations
 

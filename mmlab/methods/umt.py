@@ -31,7 +31,7 @@ Where we differ from the authors' code / setup:
   checkpoints; here teachers are trained inside the run with the run's optimiser settings,
   so a UMT result is self-contained and cached as one run.
 - Students start from scratch (as in that trainer); teachers are selected on val, never
-  on test (most public code selects on test, method-notes).
+  on test (most public code selects on test).
 """
 from __future__ import annotations
 
