@@ -47,6 +47,10 @@ class Chapter:
     def save_figure(self, fig, name: str) -> Path:
         return viz.save(fig, self.name, name)
 
+    def save_figures(self, figs: dict) -> list:
+        """save_figure for each {name: figure}, in order."""
+        return [self.save_figure(fig, name) for name, fig in figs.items()]
+
     def track(self, results) -> None:
         """Record the config hash of each mmlab Result used (or a study DataFrame)."""
         if isinstance(results, pd.DataFrame):
@@ -56,6 +60,11 @@ class Chapter:
             for r in results:
                 c = r.config
                 self.hashes[r.config_hash] = f"{c['dataset']}/{c['method']}/seed{c['seed']}"
+
+    def track_all(self, items) -> None:
+        """track() each of several Result lists or study frames."""
+        for results in items:
+            self.track(results)
 
     def provenance(self) -> pd.DataFrame:
         rows = {"notebook": self.name, "git SHA": git_sha(), "mmlab version": mmlab.utils.code_version(),
@@ -71,3 +80,20 @@ class Chapter:
         if claims_dir:
             self.ledger.save(claims_dir)
         return self.provenance()
+
+
+def show(tables: dict, note: str = "") -> None:
+    """Display each {markdown title: table} pair (a None or empty table is skipped), or `note` when
+    there is nothing to show."""
+    from IPython.display import Markdown, display
+    shown = [(t, v) for t, v in tables.items() if v is not None and len(v)]
+    for title, table in shown:
+        display(Markdown(title), table)
+    if not shown and note:
+        display(Markdown(note))
+
+
+def or_note(table, note: str):
+    """The table, or a Markdown note when it is empty or None (e.g. "No run diverged.")."""
+    from IPython.display import Markdown
+    return table if table is not None and len(table) else Markdown(note)

@@ -4,9 +4,14 @@
 method, and returns one row per (method, seed, modality) with the joint model's
 per-modality and joint-only accuracy, the linear probe of its encoder, the same probe on
 a random encoder, and the unimodal accuracy of that modality for the same seed.
+
+Paper-independent: `variant_study` / `protocol_study` train named variants under a
+mmlab.configs.Protocol (a paper's builders, e.g. mmlab.configs.reconboost.study, sit on them);
+`pm` / `agg_pm` / `fused_rows` / `alone_label` are the wrangling the chapters share.
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
@@ -154,30 +159,74 @@ def best_on_val(runs, labels) -> str:
     return max(labels, key=score.get)
 
 
-def long_frame(df: pd.DataFrame, value: str, column=lambda r: r.modality, dedupe: bool = False) -> pd.DataFrame:
-    """(method, column, seed, value) rows for mmlab.papers.paper_vs_ours; dedupe keeps one row
-    per (method, seed) for run-level values such as fused accuracy."""
+def long_frame(df: pd.DataFrame, value: str, column=None, dedupe: bool = False) -> pd.DataFrame:
+    """(method, column, seed, value) rows for mmlab.papers.paper_vs_ours; `column` is the
+    paper column: None = the row's modality, a str = that constant, a dict = modality -> name,
+    a Series = per row. dedupe keeps one row per (method, seed) for run-level values such as
+    fused accuracy."""
     if dedupe:
         df = df.drop_duplicates(["method", "seed"])
-    return pd.DataFrame({"method": df.method.values, "column": [column(r) for r in df.itertuples()],
+    if column is None:
+        col = df.modality.values
+    elif isinstance(column, str):
+        col = [column] * len(df)
+    elif isinstance(column, dict):
+        col = df.modality.map(column).values
+    else:
+        col = pd.Series(column).loc[df.index].values
+    return pd.DataFrame({"method": df.method.values, "column": col,
                          "seed": df.seed.values, "value": df[value].values})
 
 
-def reconboost_study(dataset: str, profile: str, variants=None, seeds=None, n_jobs: int = 1,
-                     device: str = "auto", with_unimodal: bool = True, protocol: str = "equal"):
-    """variant_study with the ReconBoost chapters' sizes and recipes of one protocol
-    (mmlab.configs.RB_PROTOCOLS: "equal" budget or "paper" recipe); the default variants are
-    the Table 1 / 2 rows (RB_MAIN)."""
-    from mmlab.configs import RB_MAIN, RB_PROTOCOLS
-    proto = RB_PROTOCOLS[protocol]
-    sz = proto.specs[dataset].sizes(profile)
-    return variant_study(dataset, variants or RB_MAIN, seeds or sz.seeds, n_jobs=n_jobs,
-                         with_unimodal=with_unimodal, recipe=lambda m: proto.recipe(dataset, m),
-                         **sz.run_kwargs(device))
+def protocol_study(protocol, dataset: str, profile: str, variants, seeds=None, n_jobs: int = 1,
+                   device: str = "auto", with_unimodal: bool = True):
+    """variant_study with a mmlab.configs.Protocol's sizes (its spec of `dataset` at `profile`)
+    and its per-method recipes; seeds default to the profile's."""
+    sz = protocol.specs[dataset].sizes(profile)
+    return variant_study(dataset, variants, seeds or sz.seeds, n_jobs=n_jobs, with_unimodal=with_unimodal,
+                         recipe=partial(protocol.recipe, dataset), **sz.run_kwargs(device))
+
+
+def pm(s: pd.Series, scale: float = 100.0, digits: int = 1) -> str:
+    """'mean ± std' of a series over seeds (percent by default): the aggregation of the
+    book's tables, e.g. `groupby(...).acc.agg(pm)` or `agg(pm, scale=1, digits=2)`."""
+    return fmt_pm(s.mean(), s.std(), scale, digits)
+
+
+def signed_pm(s: pd.Series) -> str:
+    """'+mean ± std' of a series already in points (e.g. accuracy gains)."""
+    return f"{s.mean():+.1f} ± {s.std():.1f}"
+
+
+def agg_pm(df: pd.DataFrame, by, value: str, unstack=None) -> pd.DataFrame:
+    """mean ± std over seeds of `value` per `by` group (first-seen order); `unstack` moves
+    those index levels to the columns."""
+    out = df.groupby(by, sort=False)[value].agg(pm)
+    return out.unstack(unstack) if unstack is not None else out
+
+
+def alone_label(df: pd.DataFrame, name: str = "alone") -> pd.DataFrame:
+    """The frame with the unimodal runs' method renamed `name` (for figures)."""
+    return df.assign(method=df.method.where(df.method != "unimodal", name))
+
+
+def with_random_probe(df: pd.DataFrame) -> pd.DataFrame:
+    """alone_label(df) plus, per alone row, a "random" row whose probe is the random encoder's."""
+    d = alone_label(df)
+    alone = d[d.method == "alone"]
+    return pd.concat([d, alone.assign(method="random", probe=alone.probe_random)])
+
+
+def fused_rows(df: pd.DataFrame, joint_only: bool = True) -> pd.DataFrame:
+    """One row per (method, seed) of an imbalance frame (run-level values such as fused_acc),
+    without the unimodal runs when joint_only."""
+    if joint_only:
+        df = df[df.method != "unimodal"]
+    return df.drop_duplicates(["method", "seed"])
 
 
 # --- calibration of the stand-ins (chapter 00; `python -m mmlab.studies calibrate`) ----------
-# The papers' regime, as the benchmarks issue states it: every modality alone between ~45 and
+# The papers' regime, the stand-ins' calibration target: every modality alone between ~45 and
 # ~85 %, concat at most ~90 %, an imbalance-immune reference (UME: unimodal models trained
 # and selected separately, then ensembled) at least 4 points above concat, while the
 # imbalance still shows (the weak modality's probe and joint-only accuracy under concat
@@ -195,9 +244,9 @@ CRITERIA = {
 
 def calibration_results(dataset: str, dataset_options=None, profile: str = "quick", seeds=None,
                         n_jobs: int = 1, device: str = "auto") -> list:
-    """Unimodal runs, concat and UME with chapter 01's sizes (mmlab.configs.IMBALANCE) for
+    """Unimodal runs, concat and UME with chapter 01's sizes (mmlab.configs.imbalance.IMBALANCE) for
     one construction (dataset_options override the spec's); shared with chapters 00/01."""
-    from mmlab.configs import IMBALANCE
+    from mmlab.configs.imbalance import IMBALANCE
     sz = IMBALANCE[dataset].sizes(profile)
     kw = sz.run_kwargs(device)
     kw["dataset_options"] = {**kw["dataset_options"], **(dataset_options or {})}
@@ -232,7 +281,7 @@ def calibrate(dataset: str, candidates: Dict[str, dict], profile: str = "quick",
     """One row per candidate construction {label: dataset options}: its measured regime,
     each criterion met or not, and `chosen` for the one the stated rule picks: the most
     criteria met, then the largest UME - concat headroom (the point of calibrating)."""
-    from mmlab.configs import IMBALANCE
+    from mmlab.configs.imbalance import IMBALANCE
     weak = IMBALANCE[dataset].dominated
     rows = {label: calibration_summary(calibration_results(dataset, opts, profile, seeds, n_jobs, device), weak)
             for label, opts in candidates.items()}
@@ -270,12 +319,10 @@ def print_calibration(t: pd.DataFrame) -> None:
 def modality_table(df: pd.DataFrame) -> pd.DataFrame:
     """Per (method, modality), mean ± std over seeds in %: fused, per-modality, joint-only
     and alone accuracy, and the probes of this model's, the alone model's and a random encoder."""
-    g = df.groupby(["method", "modality"], sort=False)
-    col = lambda c: g[c].agg(lambda s: fmt_pm(s.mean(), s.std()))
-    return pd.DataFrame({"fused": col("fused_acc"), "per-modality": col("per_modality_acc"),
-                         "joint-only": col("joint_only_acc"), "alone (unimodal)": col("unimodal_acc"),
-                         "probe (this model)": col("probe"), "probe (trained alone)": col("unimodal_probe"),
-                         "probe (random encoder)": col("probe_random")})
+    cols = {"fused": "fused_acc", "per-modality": "per_modality_acc", "joint-only": "joint_only_acc",
+            "alone (unimodal)": "unimodal_acc", "probe (this model)": "probe",
+            "probe (trained alone)": "unimodal_probe", "probe (random encoder)": "probe_random"}
+    return pd.DataFrame({k: agg_pm(df, ["method", "modality"], c) for k, c in cols.items()})
 
 
 def accuracy_table(df: pd.DataFrame) -> pd.Series:

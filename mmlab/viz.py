@@ -25,9 +25,6 @@ import seaborn as sns              # noqa: E402
 from mmlab.utils import atomic_write_bytes  # noqa: E402
 
 PALETTE = "colorblind"
-# A fixed colour per role so that every chapter reads the same way.
-ROLE_COLORS = dict(zip(["unimodal", "concat", "sum", "film", "gated", "late", "random"],
-                       sns.color_palette(PALETTE, 7)))
 
 
 def use_style() -> None:
@@ -150,6 +147,16 @@ def bars(df, x: str, y: str, hue: str | None = None, title: str = "", ylabel: st
     return ax.figure
 
 
+def bars_by(df, col: str, x: str, y: str, hue: str | None = None, ylabel: str = "test accuracy",
+            width: float = 4.4, height: float = 3.2):
+    """bars() in one panel per value of `col` (first-seen order), titled by the value."""
+    panels = list(dict.fromkeys(df[col]))
+    fig, axes = subplots(1, len(panels), width=width, height=height)
+    for ax, v in zip(axes[0], panels):
+        bars(df[df[col] == v], x=x, y=y, hue=hue, ax=ax, title=str(v), ylabel=ylabel)
+    return fig
+
+
 def learning_curves(hist, title: str = ""):
     """Validation accuracy per epoch, one panel per modality, one line per method
     (mean over seeds, band = std). `hist` is mmlab.studies.history_frame(...)."""
@@ -164,7 +171,7 @@ def learning_curves(hist, title: str = ""):
     return fig
 
 
-# --- embeddings and robustness (ReconBoost Fig. 4 / 12, Tables 8-10) ---------------------------
+# --- embeddings and robustness ---------------------------------------------------------------
 def tsne_grid(embeddings, class_names=None, title: str = "", scores=None, size: float = 2.6,
               point_size: float = 4.0):
     """One t-SNE panel per (row, column) key of `embeddings`: {(method, modality): (xy [n, 2],
