@@ -44,7 +44,8 @@ def test_adding_a_method_or_editing_presentation_keeps_every_run_key(pkg, rel):
     ("methods/reconboost.py", {("reconboost", "mfeat")}),             # a method: its own runs only
     ("methods/ogm_ge.py", {("ogm_ge", "cgm")}),
     ("methods/unimodal.py", {("umt", "watch"), ("reconboost", "mfeat")}),   # UMT's teachers, RB's code init
-    ("methods/tmc.py", {("reconboost", "mfeat")}),                    # what reconboost imports
+    ("methods/tmc.py", set()),                                        # another method: no run here
+    ("methods/combine.py", {("reconboost", "mfeat"), ("ogm_ge", "cgm")}),   # shared helpers: their users
     ("data/mfeat.py", {("reconboost", "mfeat")}),                     # a dataset: its runs only
     ("data/cgm.py", {("concat", "avmnist"), ("ogm_ge", "cgm")}),      # avmnist builds on cgm's MNIST
 ])

@@ -64,10 +64,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmlab.methods.base import Method, make_optimizer, register
-from mmlab.methods.combine import QMFObjective, qmf_combine
-# TMC's rule via its method module (which takes it from mmlab.methods.combine): tests/test_cache.py
-# pins that an edit of methods/tmc.py re-keys ReconBoost's runs; import from combine once it pins combine.py
-from mmlab.methods.tmc import tmc_combine, tmc_loss
+from mmlab.methods.combine import QMFObjective, qmf_combine, tmc_combine, tmc_loss
 from mmlab.methods.common import check_choice, eval_mode
 from mmlab.models import build_model
 from mmlab.models.fusion import HEADS, Fusion
