@@ -169,18 +169,21 @@ def cached_result(cfg: RunConfig) -> Optional[Result]:
 
 
 def run(cfg: RunConfig, cache: bool = True, progress: bool = False, checkpoint_dir: Optional[str] = None,
-        resume: bool = False, force: bool = False) -> Result:
+        resume: bool = False, force: bool = False, wait: bool = True) -> Optional[Result]:
     """Train cfg.method on cfg.dataset and evaluate; cached by (config, code version).
     force=True retrains and rewrites the cache entry even when one exists. Two processes
     (parallel notebooks) asking for the same uncached run train it once: the second waits
-    on the run's lock file and then reads the first one's result."""
+    on the run's lock file and then reads the first one's result; with wait=False it
+    returns None at once instead (run_many then trains other runs meanwhile)."""
     if cache and not force and (hit := cached_result(cfg)) is not None:
         return hit
     if not cache:
         result = _train(cfg, progress, checkpoint_dir, resume)
         del result._weights
         return result
-    with _run_lock(cfg.hash()):
+    with _run_lock(cfg.hash(), wait) as locked:
+        if not locked:
+            return None
         if not force and (hit := cached_result(cfg)) is not None:
             return hit
         result = _train(cfg, progress, checkpoint_dir, resume)
@@ -191,15 +194,20 @@ def run(cfg: RunConfig, cache: bool = True, progress: bool = False, checkpoint_d
 
 
 @contextmanager
-def _run_lock(key: str):
-    """An exclusive lock on $MMLAB_CACHE/runs/.<key>.lock for as long as the block runs."""
+def _run_lock(key: str, wait: bool = True):
+    """An exclusive lock on $MMLAB_CACHE/runs/.<key>.lock while the block runs; yields False
+    (without blocking) when wait=False and another process holds it."""
     import fcntl
     path = cache_root() / "runs" / f".{key}.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
         try:
-            yield
+            fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
 
@@ -354,17 +362,20 @@ def load_result_json(d: dict) -> Result:
     return Result(**{k: v for k, v in d.items() if k in keep})
 
 
-def _run_in_worker(cfg: RunConfig) -> dict:
+def _run_in_worker(cfg: RunConfig, wait: bool = True) -> Optional[dict]:
     # n_jobs single-threaded workers beat one oversubscribed process (torch and BLAS alike)
     from threadpoolctl import threadpool_limits
     torch.set_num_threads(1)
     with threadpool_limits(1):
-        return run(cfg).to_json()
+        r = run(cfg, wait=wait)
+        return None if r is None else r.to_json()
 
 
 def run_many(configs, n_jobs: int = 1, progress: bool = False) -> list:
     """run() over many configs; cached ones return at once, the rest in `n_jobs`
-    processes (spawned, one torch thread each). Results come back in input order."""
+    processes (spawned, one torch thread each). Results come back in input order. A run
+    that another process (a notebook built in parallel) is training is left for later, so
+    both train disjoint runs of a shared study instead of one waiting for the other."""
     configs = list(configs)
     results: list = [None] * len(configs)
     todo, first = [], {}            # a config listed twice is trained once
@@ -372,20 +383,27 @@ def run_many(configs, n_jobs: int = 1, progress: bool = False) -> list:
         results[i] = cached_result(cfg)
         if results[i] is None and first.setdefault(cfg.hash(), i) == i:
             todo.append(i)
-    if n_jobs <= 1 or len(todo) <= 1:
-        for i in todo:
-            results[i] = run(configs[i], progress=progress)
-    else:
-        _run_parallel(configs, todo, results, n_jobs)
+    wait = False
+    while todo:                     # pass 1 skips runs locked elsewhere; a pass of only those waits
+        step = _run_serial if n_jobs <= 1 or len(todo) <= 1 else _run_parallel
+        step(configs, todo, results, n_jobs, wait, progress)
+        left = [i for i in todo if results[i] is None]
+        wait = len(left) == len(todo)
+        todo = left
     for i, cfg in enumerate(configs):      # duplicates share their first occurrence's result
         if results[i] is None:
             results[i] = results[first[cfg.hash()]]
     return results
 
 
-def _run_parallel(configs, todo, results, n_jobs: int) -> None:
+def _run_serial(configs, todo, results, n_jobs: int, wait: bool, progress: bool) -> None:
+    for i in todo:
+        results[i] = run(configs[i], progress=progress, wait=wait)
+
+
+def _run_parallel(configs, todo, results, n_jobs: int, wait: bool, progress: bool) -> None:
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
     with ProcessPoolExecutor(max_workers=n_jobs, mp_context=mp.get_context("spawn")) as ex:
-        for i, d in zip(todo, ex.map(_run_in_worker, [configs[i] for i in todo])):
-            results[i] = load_result_json(d)
+        for i, d in zip(todo, ex.map(_run_in_worker, [configs[i] for i in todo], [wait] * len(todo))):
+            results[i] = None if d is None else load_result_json(d)

@@ -144,3 +144,27 @@ def test_random_encoder_probes_are_shared_by_methods_with_the_same_initialisatio
     assert b.probe_random == a.probe_random and len(calls) == 1      # only the trained probe ran
     c = run(RunConfig(method="concat", **{**common, "seed": 1}))
     assert len(calls) == 3 and c.probe_random is not None     # another seed: another init, probed anew
+
+
+def test_run_many_trains_other_runs_while_one_is_locked_elsewhere(run_cache, monkeypatch):
+    """A run another process holds is deferred, not waited for, while others remain."""
+    import fcntl
+    import mmlab.runner as runner
+    from mmlab.runner import RunConfig, run_many
+    cfgs = [RunConfig(dataset="synthetic", method="concat", epochs=1, device="cpu", probe=False, seed=s)
+            for s in (0, 1)]
+    (run_cache / "runs").mkdir(parents=True)
+    other = open(run_cache / "runs" / f".{cfgs[0].hash()}.lock", "a")    # "another notebook" holds seed 0
+    fcntl.flock(other, fcntl.LOCK_EX)
+    order, real = [], runner._train
+
+    def train(cfg, *a):
+        order.append(cfg.seed)
+        out = real(cfg, *a)
+        if cfg.seed == 1:                                  # ... and lets go once seed 1 is done
+            fcntl.flock(other, fcntl.LOCK_UN)
+        return out
+    monkeypatch.setattr(runner, "_train", train)
+    res = run_many(cfgs)
+    other.close()
+    assert order == [1, 0] and [r.config["seed"] for r in res] == [0, 1]
