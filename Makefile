@@ -1,11 +1,12 @@
 # mmlab: the two README commands are `make book` and `make test`; both install what they need.
-#   make book [PROFILE=smoke|quick|full] [NB=notebooks/01-....ipynb] [ARGS='-p device cpu']
+#   make book [PROFILE=smoke|quick|full] [NB=notebooks/01-....ipynb] [JOBS=2] [ARGS='-p device cpu']
 PYTHON ?= python3.11
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.mmlab-installed
 PROFILE ?= quick
 NB ?=
+JOBS ?=
 ARGS ?=
 
 .PHONY: test book lab install clean bench
@@ -27,7 +28,7 @@ test: $(STAMP)
 	$(PY) -m pytest tests
 
 book: $(STAMP)
-	$(PY) -m mmlab.book --profile $(PROFILE) $(if $(NB),--nb $(NB)) $(ARGS)
+	$(PY) -m mmlab.book --profile $(PROFILE) $(if $(NB),--nb $(NB)) $(if $(JOBS),--jobs $(JOBS)) $(ARGS)
 
 lab: $(STAMP)
 	$(PY) -m ipykernel install --user --name mmlab --display-name "mmlab (.venv)"

@@ -9,29 +9,40 @@ _build/src/notebooks/ (a staging copy of the book with _config.yml, _toc.yml and
 and Jupyter Book renders that copy with its own execution off. Results come from
 mmlab.run's cache, so a second build re-executes quickly. Figures go to
 _build/src/figures/<notebook>/, claims ledgers to _build/claims/, timings to
-_build/timings.json. A failing notebook stops the build naming the notebook, the cell
-and the error.
+_build/timings.json. The notebooks run in parallel (--jobs, default one per core), each
+in its own kernel and within a time limit (--timeout, default per profile: TIMEOUTS). A
+failing notebook fails the build naming the notebook, the cell and the error; the others
+still finish, and every failure is named. Ctrl-C kills the running notebooks' kernels.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import yaml
 
+from mmlab.configs import PROFILES
 from mmlab.utils import atomic_write_json
 
 ROOT = Path(__file__).resolve().parents[1]
-PROFILES = ("smoke", "quick", "full")
+TIMEOUTS = {"smoke": 900, "quick": 3600, "full": None}    # seconds per notebook (None: no limit)
 
 
 class NotebookFailed(RuntimeError):
-    pass
+    """Notebooks failed; `failures` maps each one's name to what went wrong (cell and error, or timeout)."""
+
+    def __init__(self, failures: dict):
+        self.failures = dict(failures)
+        head = [f"{len(failures)} notebooks failed:"] if len(failures) > 1 else []
+        super().__init__("\n".join(head + list(failures.values())))
 
 
 def toc_files(toc_path: Path) -> list:
@@ -55,20 +66,130 @@ def toc_notebooks(root: Path = ROOT) -> list:
     return [root / f"{f}.ipynb" for f in toc_files(root / "_toc.yml") if (root / f"{f}.ipynb").exists()]
 
 
-def execute(nb: Path, out: Path, parameters: dict, cwd: Path) -> float:
-    """Run one notebook with papermill; raise NotebookFailed naming the cell and the error."""
+class _Deadline:
+    """nbclient's timeout_func: every cell may run until `seconds` after the first cell started
+    (the kernel's start-up has papermill's own limit)."""
+
+    def __init__(self, seconds: float):
+        self.seconds, self.end, self.cell = seconds, None, None
+
+    def __call__(self, cell) -> float:
+        self.end = self.end or time.monotonic() + self.seconds
+        self.cell = cell
+        return max(self.end - time.monotonic(), 1e-3)
+
+
+def execute(nb: Path, out: Path, parameters: dict, cwd: Path, timeout: float | None = None,
+            kernel_manager_class=None) -> float:
+    """Run one notebook with papermill (at most `timeout` seconds); raise NotebookFailed naming
+    the cell and the error, or the timeout."""
     import papermill as pm
+    from jupyter_client.manager import AsyncKernelManager
+    from nbclient.exceptions import CellTimeoutError
     from papermill.exceptions import PapermillExecutionError
+    deadline = _Deadline(timeout) if timeout else None
     t0 = time.perf_counter()
-    try:
-        pm.execute_notebook(str(nb), str(out), parameters=parameters, cwd=str(cwd),
-                            progress_bar=False, kernel_name="python3")
+    try:      # the kernel's cwd through nbclient's resources: papermill's own cwd= is a process-wide chdir
+        pm.execute_notebook(str(nb), str(out), parameters=parameters, progress_bar=False, kernel_name="python3",
+                            resources={"metadata": {"path": str(cwd)}}, timeout_func=deadline,
+                            kernel_manager_class=kernel_manager_class or AsyncKernelManager)
     except PapermillExecutionError as e:
         src = "\n    ".join(str(e.source).splitlines()[:12])
-        raise NotebookFailed(f"notebook {nb.name} failed in cell {e.cell_index} "
-                             f"(execution count {e.exec_count}): {e.ename}: {e.evalue}\n"
-                             f"  cell source:\n    {src}\n  executed copy with the traceback: {out}") from None
+        raise NotebookFailed({nb.name: f"notebook {nb.name} failed in cell {e.cell_index} "
+                              f"(execution count {e.exec_count}): {e.ename}: {e.evalue}\n"
+                              f"  cell source:\n    {src}\n  executed copy with the traceback: {out}"}) from None
+    except CellTimeoutError:
+        src = "\n    ".join(deadline.cell.source.splitlines()[:12])
+        raise NotebookFailed({nb.name: f"notebook {nb.name} exceeded its timeout of {timeout:g} s (--timeout) "
+                              f"in the cell:\n    {src}\n  executed copy up to there: {out}"}) from None
     return time.perf_counter() - t0
+
+
+def _execute_logged(nb: Path, out: Path, parameters: dict, cwd: Path, timeout, kernel_manager_class) -> float:
+    """execute() with progress lines; any other error (a dead kernel, a bad parameter) names the notebook too."""
+    print(f"executing {nb.name} (profile {parameters.get('profile')}) ...", flush=True)
+    try:
+        seconds = execute(nb, out, parameters, cwd, timeout, kernel_manager_class)
+    except NotebookFailed:
+        print(f"  {nb.name}: FAILED", flush=True)
+        raise
+    except Exception as e:
+        print(f"  {nb.name}: FAILED", flush=True)
+        raise NotebookFailed({nb.name: f"notebook {nb.name} failed: {type(e).__name__}: {e}"}) from e
+    print(f"  {nb.name}: {seconds:.1f} s", flush=True)
+    return seconds
+
+
+@contextmanager
+def _env_default(name: str, value: str):
+    """os.environ[name] = value within the block (kernels started there inherit it), unless already set."""
+    if name in os.environ:
+        yield
+        return
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        os.environ.pop(name, None)
+
+
+class _Kernels:
+    """The kernel managers of a build (nbclient's kernel_manager_class records them), so that
+    Ctrl-C can kill each kernel's process group: the kernel and its training processes. Kernels
+    run in their own sessions, which the terminal's SIGINT does not reach."""
+
+    def __init__(self):
+        from jupyter_client.manager import AsyncKernelManager
+        managers = self.managers = []
+
+        class Recorded(AsyncKernelManager):
+            def __init__(self, **kw):
+                super().__init__(**kw)
+                managers.append(self)
+        self.manager_class = Recorded
+
+    def kill(self) -> None:
+        for km in self.managers:
+            pgid = getattr(km.provisioner, "pgid", None)     # None before start and after shutdown
+            if pgid:
+                with suppress(ProcessLookupError):
+                    os.killpg(pgid, signal.SIGKILL)
+
+
+def _wait_or_kill(pool: ThreadPoolExecutor, futures: list, kernels: _Kernels) -> None:
+    """Wait for the notebooks; on Ctrl-C start no other and kill the running ones' kernels."""
+    try:
+        wait(futures)
+    except KeyboardInterrupt:
+        print("interrupted: killing the running notebooks' kernels", file=sys.stderr, flush=True)
+        pool.shutdown(wait=False, cancel_futures=True)
+        started = [f for f in futures if not f.cancelled()]
+        kernels.kill()
+        while wait(started, timeout=1).not_done:       # a kernel that was still starting up
+            kernels.kill()
+        raise
+
+
+def execute_all(notebooks: list, out_dir: Path, parameters: dict, jobs: int | None = None,
+                timeout: float | None = None) -> tuple:
+    """Execute `notebooks` into out_dir, `jobs` at a time (default: one per core), each kernel
+    given n_jobs = cores // jobs training processes (unless `parameters` set n_jobs) and as many
+    threads. Returns ({name: seconds}, {name: failure message}), in the order of `notebooks`."""
+    cores = os.cpu_count() or 1
+    jobs = max(1, min(jobs or cores, len(notebooks)))
+    per = max(1, cores // jobs)
+    parameters, kernels = {"n_jobs": per, **parameters}, _Kernels()
+    with _env_default("OMP_NUM_THREADS", str(per)), ThreadPoolExecutor(jobs) as pool:
+        futures = {nb.name: pool.submit(_execute_logged, nb, out_dir / nb.name, parameters, out_dir, timeout,
+                                        kernels.manager_class) for nb in notebooks}
+        _wait_or_kill(pool, list(futures.values()), kernels)
+    timings, failures = {}, {}
+    for name, f in futures.items():
+        try:
+            timings[name] = f.result()
+        except NotebookFailed as e:
+            failures.update(e.failures)
+    return timings, failures
 
 
 def stage(build: Path) -> Path:
@@ -130,11 +251,25 @@ def build_html(src: Path, build: Path) -> Path:
     return build / "html"
 
 
+def _chosen(notebooks) -> tuple:
+    """(every notebook of the toc, the ones to execute: `notebooks` or all)."""
+    all_nbs = toc_notebooks()
+    chosen = [Path(n).resolve() for n in notebooks] if notebooks else all_nbs
+    for nb in chosen:
+        if nb not in all_nbs:
+            raise ValueError(f"{nb} is not listed in _toc.yml; listed: {[n.name for n in all_nbs]}")
+    return all_nbs, chosen
+
+
 def build(profile: str = "quick", notebooks=None, params=None, build_dir: Path = ROOT / "_build",
-          html: bool = True) -> dict:
-    """Execute the toc's notebooks (or only `notebooks`) and build the HTML; returns timings."""
+          html: bool = True, jobs: int | None = None, timeout: float | None = None) -> dict:
+    """Execute the toc's notebooks (or only `notebooks`), `jobs` at a time, each within `timeout`
+    seconds (None: the profile's TIMEOUTS; 0: no limit), and build the HTML; returns timings.
+    Raises NotebookFailed naming every failed notebook once all have finished."""
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; use one of {PROFILES}")
+    if (jobs is not None and jobs < 1) or (timeout is not None and timeout < 0):
+        raise ValueError(f"jobs must be >= 1 and timeout >= 0 (0: no limit); got jobs={jobs}, timeout={timeout}")
     build_dir = Path(build_dir).resolve()
     src = stage(build_dir)
     os.environ["MMLAB_FIGURES"] = str(src / "figures")
@@ -142,28 +277,25 @@ def build(profile: str = "quick", notebooks=None, params=None, build_dir: Path =
     if not notebooks:      # a full build: no ledger of an earlier build (or profile) survives
         shutil.rmtree(build_dir / "claims", ignore_errors=True)
     os.environ["MMLAB_PROFILE"] = profile
-    all_nbs = toc_notebooks()
-    chosen = [Path(n).resolve() for n in notebooks] if notebooks else all_nbs
-    for nb in chosen:
-        if nb not in all_nbs:
-            raise ValueError(f"{nb} is not listed in _toc.yml; listed: {[n.name for n in all_nbs]}")
-    timings = {}
-    for nb in all_nbs:
-        out = src / "notebooks" / nb.name
-        if nb in chosen:
-            print(f"executing {nb.name} (profile {profile}) ...", flush=True)
-            timings[nb.name] = execute(nb, out, {"profile": profile, **(params or {})}, src / "notebooks")
-            print(f"  {nb.name}: {timings[nb.name]:.1f} s", flush=True)
-        elif not out.exists():   # not run this time and never run: render the source as is
-            shutil.copy2(nb, out)
-    atomic_write_json({"profile": profile, "seconds": timings}, build_dir / "timings.json")
+    all_nbs, chosen = _chosen(notebooks)
+    for nb in set(all_nbs) - set(chosen):
+        if not (src / "notebooks" / nb.name).exists():   # not run this time and never run: render as is
+            shutil.copy2(nb, src / "notebooks" / nb.name)
+    timeout = TIMEOUTS[profile] if timeout is None else timeout
+    t0 = time.perf_counter()
+    timings, failures = execute_all(chosen, src / "notebooks", {"profile": profile, **(params or {})}, jobs, timeout)
+    wall = time.perf_counter() - t0
+    atomic_write_json({"profile": profile, "seconds": timings, "failed": list(failures), "wall_seconds": wall},
+                      build_dir / "timings.json")
+    if failures:
+        raise NotebookFailed(failures)
     write_claims_page(build_dir, src, profile)
     if html:
         path = build_html(src, build_dir)
         print(f"HTML book: {path / 'index.html'}")
     for name, s in timings.items():
         print(f"  {s:8.1f} s  {name}")
-    print(f"  {sum(timings.values()):8.1f} s  total")
+    print(f"  {sum(timings.values()):8.1f} s  total ({wall:.1f} s of wall time, the notebooks in parallel)")
     return timings
 
 
@@ -177,11 +309,16 @@ def main(argv=None) -> int:
     p.add_argument("--nb", action="append", help="execute only this notebook (repeatable)")
     p.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                    help="papermill parameter passed to every executed notebook (YAML value)")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="notebooks executed at a time (default: one per core, at most the number of notebooks)")
+    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                   help=f"time limit per notebook, 0 for none (default per profile: {TIMEOUTS})")
     p.add_argument("--build-dir", default=str(ROOT / "_build"))
     p.add_argument("--no-html", action="store_true")
     a = p.parse_args(argv)
     try:
-        build(a.profile, a.nb, {k: _param(v) for k, v in a.param}, Path(a.build_dir), html=not a.no_html)
+        build(a.profile, a.nb, {k: _param(v) for k, v in a.param}, Path(a.build_dir), html=not a.no_html,
+              jobs=a.jobs, timeout=a.timeout)
     except (NotebookFailed, RuntimeError, ValueError) as e:
         print(f"book build failed: {e}", file=sys.stderr)
         return 1

@@ -1,3 +1,4 @@
+import json
 import os
 
 import pytest
@@ -30,11 +31,34 @@ def _one_thread():
     torch.set_num_threads(n)
 
 
+@pytest.hookimpl(tryfirst=True)      # before `-m` deselects by marker
+def pytest_collection_modifyitems(items):
+    """Every test that needs the executed smoke book (fixture smoke_run, directly or through
+    smoke_book) is marked `book`: `pytest -m "not book"` runs the rest in minutes."""
+    for item in items:
+        if "smoke_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.book)
+
+
 @pytest.fixture(scope="session")
-def smoke_book(tmp_path_factory):
-    """The whole book built once in the smoke profile (papermill + Jupyter Book 1.x);
-    shared by the notebook tests and the browser test."""
+def smoke_run(tmp_path_factory):
+    """The whole book executed once in the smoke profile, its notebooks in parallel (one per
+    core, each within the profile's timeout), and rendered to HTML if all passed:
+    (build_dir, seconds per executed notebook, failure message per failed notebook)."""
     from mmlab import book
     build_dir = tmp_path_factory.mktemp("book") / "_build"
-    timings = book.build("smoke", build_dir=build_dir, params={"n_jobs": 2})
+    try:
+        return build_dir, book.build("smoke", build_dir=build_dir), {}
+    except book.NotebookFailed as e:
+        return build_dir, json.loads((build_dir / "timings.json").read_text())["seconds"], e.failures
+
+
+@pytest.fixture(scope="session")
+def smoke_book(smoke_run):
+    """(build_dir, timings) of the smoke book for the tests of its HTML; errors naming the
+    failed notebooks when there is none."""
+    build_dir, timings, failures = smoke_run
+    if failures:
+        pytest.fail("the smoke book was not rendered; its failed notebooks:\n" + "\n".join(failures.values()),
+                    pytrace=False)
     return build_dir, timings

@@ -1,7 +1,14 @@
 """The book pipeline: stripped source notebooks, papermill execution (smoke profile),
-claims ledger, and the Jupyter Book HTML. The smoke book is built once per session."""
+claims ledger, and the Jupyter Book HTML. The smoke book is executed once per session, its
+notebooks in parallel (fixture smoke_run); each notebook's result is its own test. Tests
+using that fixture are marked `book` by conftest.py."""
 import ast
 import json
+import os
+import signal
+import threading
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import nbformat
@@ -35,36 +42,115 @@ def test_every_notebook_is_in_the_toc_in_order():
     assert listed == [p.name for p in NOTEBOOKS]
 
 
-def test_a_failing_notebook_names_the_cell_and_error(tmp_path):
+def synthetic_notebook(path: Path, *cells: str) -> Path:
+    """A tiny papermill notebook: the parameters cell, then `cells`."""
     nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell('profile = "quick"', metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell("x = 1"),
-        nbformat.v4.new_code_cell("raise ValueError('bad data layout')")])
+        nbformat.v4.new_code_cell('profile = "quick"\nn_jobs = 2', metadata={"tags": ["parameters"]}),
+        *(nbformat.v4.new_code_cell(c) for c in cells)])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    src = tmp_path / "07-broken.ipynb"
-    nbformat.write(nb, src)
+    nbformat.write(nb, path)
+    return path
+
+
+def test_a_failing_notebook_names_the_cell_and_error(tmp_path):
+    src = synthetic_notebook(tmp_path / "07-broken.ipynb", "x = 1", "raise ValueError('bad data layout')")
     with pytest.raises(book.NotebookFailed, match=r"07-broken.ipynb failed in cell \d.*ValueError: bad data layout"):
         book.execute(src, tmp_path / "out.ipynb", {"profile": "smoke"}, tmp_path)
 
 
-def test_smoke_book_executes_every_notebook_with_parameters(smoke_book):
+def test_a_parallel_build_names_every_failure_and_finishes_the_others(tmp_path, monkeypatch):
+    monkeypatch.setattr(book.os, "cpu_count", lambda: 4)      # 2 notebooks at a time -> n_jobs 4 // 2
+    nbs = [synthetic_notebook(tmp_path / "01-ok.ipynb", "import os; print(n_jobs, os.environ['OMP_NUM_THREADS'])"),
+           synthetic_notebook(tmp_path / "02-broken.ipynb", "raise ValueError('bad data layout')"),
+           synthetic_notebook(tmp_path / "03-broken.ipynb", "1 / 0")]
+    (tmp_path / "out").mkdir()
+    timings, failures = book.execute_all(nbs, tmp_path / "out", {"profile": "smoke"}, jobs=2)
+    assert list(timings) == ["01-ok.ipynb"] and list(failures) == ["02-broken.ipynb", "03-broken.ipynb"]
+    ok = nbformat.read(tmp_path / "out" / "01-ok.ipynb", as_version=4)
+    assert ok.cells[-1].outputs[0].text == "2 2\n"
+    with pytest.raises(book.NotebookFailed, match=r"(?s)^2 notebooks failed:\nnotebook 02-broken.ipynb failed in "
+                       r"cell \d.*ValueError: bad data layout.*notebook 03-broken.ipynb failed in cell \d.*ZeroDivision"):
+        raise book.NotebookFailed(failures)
+
+
+def test_the_user_s_n_jobs_wins(tmp_path):
+    nb = synthetic_notebook(tmp_path / "01-ok.ipynb", "print(n_jobs)")
+    (tmp_path / "out").mkdir()
+    book.execute_all([nb], tmp_path / "out", {"profile": "smoke", "n_jobs": 3})
+    assert nbformat.read(tmp_path / "out" / nb.name, as_version=4).cells[-1].outputs[0].text == "3\n"
+
+
+def test_a_notebook_over_its_timeout_is_named(tmp_path):
+    src = synthetic_notebook(tmp_path / "08-slow.ipynb", "x = 1", "import time; time.sleep(60)")
+    t0 = time.monotonic()
+    with pytest.raises(book.NotebookFailed, match=r"(?s)08-slow.ipynb exceeded its timeout of 2 s.*time.sleep\(60\)"):
+        book.execute(src, tmp_path / "out.ipynb", {"profile": "smoke"}, tmp_path, timeout=2)
+    assert time.monotonic() - t0 < 30
+
+
+@contextmanager
+def interrupted_once(path: Path):
+    """Within the block, SIGINT to this process (as Ctrl-C would send) once `path` exists."""
+    done = threading.Event()
+
+    def interrupt():
+        while not done.is_set() and not path.exists():
+            time.sleep(0.1)
+        if not done.is_set():
+            os.kill(os.getpid(), signal.SIGINT)
+    thread = threading.Thread(target=interrupt, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
+def is_running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX"
+    except FileNotFoundError:
+        return False
+
+
+def test_ctrl_c_kills_the_running_kernels_and_their_processes(tmp_path):
+    pid = tmp_path / "pid"
+    nb = synthetic_notebook(tmp_path / "01-long.ipynb", "import pathlib, subprocess, time\n"
+                            f"pathlib.Path({str(pid)!r}).write_text(str(subprocess.Popen(['sleep', '600']).pid))\n"
+                            "time.sleep(600)")
+    (tmp_path / "out").mkdir()
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt), interrupted_once(pid):
+        book.execute_all([nb], tmp_path / "out", {"profile": "smoke"})
+    assert time.monotonic() - t0 < 60 and not is_running(int(pid.read_text()))
+
+
+def test_bad_jobs_or_timeout_is_a_one_line_error(capsys):
+    assert book.main(["--jobs", "0", "--no-html"]) == 1
+    assert book.main(["--timeout", "-1", "--no-html"]) == 1
+    assert capsys.readouterr().err.count("jobs must be >= 1 and timeout >= 0") == 2
+
+
+@pytest.mark.parametrize("path", book.toc_notebooks(), ids=lambda p: p.name)
+def test_smoke_notebook_executes_with_parameters(smoke_run, path):
+    build_dir, timings, failures = smoke_run
+    if path.name in failures:      # names the cell and the error, or the timeout
+        pytest.fail(failures[path.name], pytrace=False)
+    assert path.name in timings
+    out = nbformat.read(build_dir / "src" / "notebooks" / path.name, as_version=4)
+    injected = [c for c in out.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert injected and 'profile = "smoke"' in injected[0].source
+    errors = [o for c in out.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert not errors
+    # the source notebook was not touched
+    assert all(c.outputs == [] for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+
+
+def test_smoke_book_has_timings_figures_claims_and_html(smoke_book):
     build_dir, timings = smoke_book
     assert set(timings) == {p.name for p in NOTEBOOKS}
-    for p in NOTEBOOKS:
-        out = nbformat.read(build_dir / "src" / "notebooks" / p.name, as_version=4)
-        injected = [c for c in out.cells if "injected-parameters" in c.metadata.get("tags", [])]
-        assert injected and 'profile = "smoke"' in injected[0].source
-        errors = [o for c in out.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
-        assert not errors
-        assert (build_dir / "src" / "figures").exists()
     assert json.loads((build_dir / "timings.json").read_text())["profile"] == "smoke"
-    # the source notebooks were not touched
-    for p in NOTEBOOKS:
-        assert all(c.outputs == [] for c in nbformat.read(p, as_version=4).cells if c.cell_type == "code")
-
-
-def test_smoke_book_has_figures_claims_and_html(smoke_book):
-    build_dir, _ = smoke_book
     figs = {p.parent.name for p in (build_dir / "src" / "figures").rglob("*.png") if p.stat().st_size > 0}
     assert {"00-benchmarks", "01-modality-imbalance", "40-reconboost-accuracy", "41-reconboost-encoders",
             "42-reconboost-robustness", "43-reconboost-ablations"} <= figs
