@@ -13,6 +13,10 @@ book: build the book of a profile with an empty run cache (or read an existing c
   their seconds go: training passes, per-epoch validation, the rest of fit, test evaluation,
   linear probes, data loading, and each analysis function. Seconds are summed over worker
   processes (CPU seconds, more than the wall time when runs go in parallel).
+cache-validity: the share of a cache's runs whose key the current code still produces, and
+  the share that would stay valid after an edit, simulated on a copy of the sources:
+  `--add-method` (a new method file), `--edit mmlab/train.py` (any file); prints
+  `valid_fraction <x>` last.
 """
 from __future__ import annotations
 
@@ -166,6 +170,35 @@ def _print_phases(cache) -> None:
         print(f"analyses {len(a)}:\n" + a.groupby("analysis").seconds.agg(["count", "sum"]).round(1).to_string())
 
 
+def cache_validity(args) -> None:
+    """Recompute every cached run's key from its config, on the installed sources and on a
+    copy edited as asked; a run stays a cache hit where the key is unchanged."""
+    import json
+    import shutil
+    import tempfile
+    from pathlib import Path
+    from mmlab.runner import RunConfig
+    files = sorted(Path(args.cache, "runs").glob("*.json"))
+    if not files:
+        raise SystemExit(f"error: {args.cache}/runs holds no cached runs; give the MMLAB_CACHE of a book build")
+    cfgs = {p.stem: RunConfig(**json.loads(p.read_text())["config"]) for p in files}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "mmlab"
+        shutil.copytree(Path(__file__).parent, root, ignore=shutil.ignore_patterns("__pycache__"))
+        if args.add_method:
+            (root / "methods" / "zz_new_method.py").write_text(
+                "from mmlab.methods.base import Method, register\n\n\n@register('zz_new')\nclass New(Method):\n"
+                "    pass\n")
+        for rel in args.edit:
+            path = root / Path(rel).relative_to("mmlab")
+            path.write_text(path.read_text() + "\n# an edit\n")
+        now = sum(cfg.hash() == key for key, cfg in cfgs.items())
+        after = sum(cfg.hash(root) == key for key, cfg in cfgs.items())
+    what = ", ".join((["a new method file"] if args.add_method else []) + [f"an edit of {e}" for e in args.edit])
+    print(f"cached runs {len(cfgs)}; valid now {now}; valid after {what or 'no edit'}: {after}")
+    print(f"valid_fraction {after / len(cfgs):.4f}")
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m mmlab.bench")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -194,11 +227,16 @@ def main(argv=None) -> None:
     d.add_argument("--profile", default="quick", choices=("smoke", "quick", "full"))
     d.add_argument("--cache", help="cache directory (default: a new one under _build/)")
     d.add_argument("--no-build", action="store_true", help="only read the cache given by --cache")
+    e = sub.add_parser("cache-validity", help="share of cached runs an edit leaves valid")
+    e.add_argument("--cache", required=True, help="an MMLAB_CACHE directory (e.g. of `bench book`)")
+    e.add_argument("--add-method", action="store_true", help="simulate adding a method file")
+    e.add_argument("--edit", action="append", default=[], metavar="mmlab/FILE.py",
+                   help="simulate an edit of this file (repeatable)")
     args = p.parse_args(argv)
     if args.cmd == "book" and args.no_build and not args.cache:
         p.error("--no-build needs --cache DIR (the cache of the build to break down)")
     {"trainer-overhead": trainer_overhead, "epoch-time": epoch_time, "baselines-speed": baselines_speed,
-     "book": book}[args.cmd](args)
+     "book": book, "cache-validity": cache_validity}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ and Jupyter Book renders that copy with its own execution off. Results come from
 mmlab.run's cache, so a second build re-executes quickly. Figures go to
 _build/src/figures/<notebook>/, claims ledgers to _build/claims/, timings to
 _build/timings.json. The notebooks run in parallel (--jobs, default one per core), each
-in its own kernel and within a time limit (--timeout, default per profile: TIMEOUTS). A
+in its own kernel and within a time limit (--timeout, default per profile: TIMEOUTS),
+started longest-first by the run time each declares in its metadata (`start_order`). A
 failing notebook fails the build naming the notebook, the cell and the error; the others
 still finish, and every failure is named. Ctrl-C kills the running notebooks' kernels.
 """
@@ -64,6 +65,21 @@ def toc_files(toc_path: Path) -> list:
 
 def toc_notebooks(root: Path = ROOT) -> list:
     return [root / f"{f}.ipynb" for f in toc_files(root / "_toc.yml") if (root / f"{f}.ipynb").exists()]
+
+
+def declared_minutes(nb: Path, profile: str):
+    """A notebook's expected wall minutes in `profile` on an empty cache, 2-core CPU, as its
+    metadata declares them (`"mmlab": {"minutes": {"smoke": 1, "quick": 17}}`), or None."""
+    import nbformat
+    return nbformat.read(nb, as_version=4).metadata.get("mmlab", {}).get("minutes", {}).get(profile)
+
+
+def start_order(notebooks: list, profile: str) -> list:
+    """The order in which to start `notebooks`: longest declared run time first (an undeclared
+    one, a new chapter, before all), ties in toc order. With one notebook per core at a time,
+    longest-first keeps a long chapter from starting last and running alone."""
+    minutes = {nb: declared_minutes(nb, profile) for nb in notebooks}
+    return sorted(notebooks, key=lambda nb: -(minutes[nb] if minutes[nb] is not None else float("inf")))
 
 
 class _Deadline:
@@ -283,8 +299,10 @@ def build(profile: str = "quick", notebooks=None, params=None, build_dir: Path =
             shutil.copy2(nb, src / "notebooks" / nb.name)
     timeout = TIMEOUTS[profile] if timeout is None else timeout
     t0 = time.perf_counter()
-    timings, failures = execute_all(chosen, src / "notebooks", {"profile": profile, **(params or {})}, jobs, timeout)
+    timings, failures = execute_all(start_order(chosen, profile), src / "notebooks",
+                                    {"profile": profile, **(params or {})}, jobs, timeout)
     wall = time.perf_counter() - t0
+    timings = {nb.name: timings[nb.name] for nb in chosen if nb.name in timings}      # toc order
     atomic_write_json({"profile": profile, "seconds": timings, "failed": list(failures), "wall_seconds": wall},
                       build_dir / "timings.json")
     if failures:

@@ -71,7 +71,7 @@ class RunConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def hash(self) -> str:
+    def hash(self, root=None) -> str:
         """Config + code version + the device type "auto" resolves to here (CPU fp32 and CUDA
         AMP results never share a key). Method and dataset options equal to their defaults
         are dropped first, so {"final": "na"} and {} name the same run."""
@@ -79,11 +79,13 @@ class RunConfig:
         amp = self.amp == "on" or (self.amp == "auto" and dev == "cuda")
         cfg = dict(self.to_dict(), method_options=_non_default(self.method_options, _method_defaults(self.method)),
                    dataset_options=_non_default(self.dataset_options, _dataset_defaults(self.dataset)))
-        return stable_hash({"config": cfg, "code": self.code_version(), "device": dev, "amp": amp})
+        return stable_hash({"config": cfg, "code": self.code_version(root), "device": dev, "amp": amp})
 
-    def code_version(self) -> str:
-        """The version of the code this run executes (mmlab.deps.run_code_version)."""
-        return run_code_version(self.method, self.dataset)
+    def code_version(self, root=None) -> str:
+        """The version of the code this run executes (mmlab.deps.run_code_version), read from
+        the installed sources or from a copy of them at `root` (mmlab.bench cache-validity)."""
+        return run_code_version(self.method, self.dataset) if root is None else \
+            run_code_version(self.method, self.dataset, root=root)
 
     def train_config(self, **extra) -> TrainConfig:
         names = {f.name for f in fields(TrainConfig)}

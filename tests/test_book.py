@@ -208,3 +208,21 @@ def test_verdict_cells_are_read_from_the_table_not_the_rule():
             "<tr><td>x</td><td><strong>reproduced</strong></td></tr></table>")
     assert verdict_cells(page) == ["reproduced"]
     assert verdict_cells("<p>reproduced</p>") == []
+
+
+def test_every_notebook_declares_its_run_time_per_profile():
+    for nb in book.toc_notebooks():
+        for profile in ("smoke", "quick"):
+            m = book.declared_minutes(nb, profile)
+            assert isinstance(m, (int, float)) and m > 0, f"{nb.name}: metadata mmlab.minutes.{profile} missing"
+
+
+def test_notebooks_start_longest_first_and_undeclared_ones_before_all(tmp_path):
+    nbs = [synthetic_notebook(tmp_path / f"0{i}-nb.ipynb", "x = 1") for i in range(4)]
+    for nb, minutes in zip(nbs, (2, None, 9, 2)):
+        if minutes is not None:
+            d = nbformat.read(nb, as_version=4)
+            d.metadata["mmlab"] = {"minutes": {"quick": minutes}}
+            nbformat.write(d, nb)
+    assert [n.name for n in book.start_order(nbs, "quick")] == ["01-nb.ipynb", "02-nb.ipynb", "00-nb.ipynb",
+                                                                "03-nb.ipynb"]

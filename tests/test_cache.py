@@ -47,7 +47,8 @@ def test_adding_a_method_or_editing_presentation_keeps_every_run_key(pkg, rel):
     ("methods/tmc.py", set()),                                        # another method: no run here
     ("methods/combine.py", {("reconboost", "mfeat"), ("ogm_ge", "cgm")}),   # shared helpers: their users
     ("data/mfeat.py", {("reconboost", "mfeat")}),                     # a dataset: its runs only
-    ("data/cgm.py", {("concat", "avmnist"), ("ogm_ge", "cgm")}),      # avmnist builds on cgm's MNIST
+    ("data/cgm.py", {("ogm_ge", "cgm")}),
+    ("data/mnist.py", {("concat", "avmnist"), ("ogm_ge", "cgm")}),    # the MNIST both build on
 ])
 def test_editing_executed_code_invalidates_exactly_the_runs_that_use_it(pkg, rel, changed):
     before = _keys(pkg)
@@ -168,3 +169,15 @@ def test_run_many_trains_other_runs_while_one_is_locked_elsewhere(run_cache, mon
     res = run_many(cfgs)
     other.close()
     assert order == [1, 0] and [r.config["seed"] for r in res] == [0, 1]
+
+
+def test_bench_cache_validity_counts_the_runs_an_edit_keeps(run_cache, capsys):
+    from mmlab import bench
+    from mmlab.runner import RunConfig, run
+    for method in ("concat", "late"):
+        run(RunConfig(dataset="synthetic", method=method, epochs=1, device="cpu", probe=False))
+    cases = ([], 1.0), (["--add-method"], 1.0), (["--edit", "mmlab/methods/late.py"], 0.5), \
+        (["--edit", "mmlab/train.py"], 0.0)
+    for extra, fraction in cases:
+        bench.main(["cache-validity", "--cache", str(run_cache), *extra])
+        assert capsys.readouterr().out.splitlines()[-1] == f"valid_fraction {fraction:.4f}"

@@ -331,7 +331,7 @@ def test_malformed_npz(fresh_cache, monkeypatch):
 @pytest.mark.parametrize("module,content,name", [
     ("mfeat", "0,1,2\n1,2,0\n", "mfeat"),
     ("watch", None, "watch"),
-    ("cgm", b"not a gzip", "cgm"),
+    ("mnist", b"not a gzip", "cgm"),
 ])
 def test_malformed_files(fresh_cache, monkeypatch, module, content, name):
     bad = fresh_cache / f"bad_{module}.dat"

