@@ -7,13 +7,12 @@ Run:
     make book NB=notebooks/43-reconboost-ablations.ipynb    # Tables 13, 16; Figs. 7-9
 (chapter 40 trains the Table 1 / 2 runs that 41-43 reuse from the cache: run it first.)
 
-Expected (quick profile, 3 seeds, avmnist test accuracy %), measured on the avmnist
-construction before commit 4a63c9e (which recalibrated it: concat 79.8, UME 85.5; the
-ReconBoost rows are to be re-measured): concat 83.2, UME 88.3 (equal budget); ReconBoost code
-form (weighted CE) 83.2 under the equal budget, 79.7 under the paper recipe.
-mfeat: concat 84.2, UME 85.3.
-Quick-profile run time (2-core CPU, book build, before 4a63c9e): 40 2347 s, 41 525 s, 42 82 s,
-43 849 s.
+Expected (quick profile, 3 seeds, test accuracy %, measured 2026-12-02; equal budget / paper
+recipe): avmnist concat 81.1 / 76.0, UME 85.3 / 89.4, ReconBoost weighted CE (code form) 80.3 /
+73.2, KL (paper form) 74.3 / 63.1; mfeat concat 84.2 / 83.8, UME 85.3 / 85.7, ReconBoost code form
+85.1 / 74.5, KL form 84.8 / 77.2.
+Quick-profile run time (2-core CPU, empty cache, `make book`, two notebooks at a time): 40 1030 s,
+41 245 s, 42 39 s, 43 543 s (41-43 reuse 40's runs; the whole book 19.7 min).
 
 Contents: the protocols (RB_SPECS_*, RB_PROTOCOLS, recipes), the Table 1 / 2 rows (RB_MAIN,
 RB_FORMS), the variant sets of Tables 4 / 14 and the ablations (rb_*_variants), the paper's
