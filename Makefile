@@ -31,8 +31,7 @@ book: $(STAMP)
 	$(PY) -m mmlab.book --profile $(PROFILE) $(if $(NB),--nb $(NB)) $(if $(JOBS),--jobs $(JOBS)) $(ARGS)
 
 lab: $(STAMP)
-	$(PY) -m ipykernel install --user --name mmlab --display-name "mmlab (.venv)"
-	$(VENV)/bin/jupyter lab notebooks/
+	$(PY) -m mmlab.lab
 
 bench: $(STAMP)
 	$(PY) -m mmlab.bench trainer-overhead

@@ -100,7 +100,6 @@ def execute(nb: Path, out: Path, parameters: dict, cwd: Path, timeout: float | N
     """Run one notebook with papermill (at most `timeout` seconds); raise NotebookFailed naming
     the cell and the error, or the timeout."""
     import papermill as pm
-    from jupyter_client.manager import AsyncKernelManager
     from nbclient.exceptions import CellTimeoutError
     from papermill.exceptions import PapermillExecutionError
     deadline = _Deadline(timeout) if timeout else None
@@ -108,7 +107,7 @@ def execute(nb: Path, out: Path, parameters: dict, cwd: Path, timeout: float | N
     try:      # the kernel's cwd through nbclient's resources: papermill's own cwd= is a process-wide chdir
         pm.execute_notebook(str(nb), str(out), parameters=parameters, progress_bar=False, kernel_name="python3",
                             resources={"metadata": {"path": str(cwd)}}, timeout_func=deadline,
-                            kernel_manager_class=kernel_manager_class or AsyncKernelManager)
+                            kernel_manager_class=kernel_manager_class or ipc_kernel_manager())
     except PapermillExecutionError as e:
         src = "\n    ".join(str(e.source).splitlines()[:12])
         raise NotebookFailed({nb.name: f"notebook {nb.name} failed in cell {e.cell_index} "
@@ -118,7 +117,20 @@ def execute(nb: Path, out: Path, parameters: dict, cwd: Path, timeout: float | N
         src = "\n    ".join(deadline.cell.source.splitlines()[:12])
         raise NotebookFailed({nb.name: f"notebook {nb.name} exceeded its timeout of {timeout:g} s (--timeout) "
                               f"in the cell:\n    {src}\n  executed copy up to there: {out}"}) from None
+    collapse_injected_parameters(out)
     return time.perf_counter() - t0
+
+
+def collapse_injected_parameters(path: Path) -> None:
+    """Tag the cell papermill injected (the build's parameter values) `hide-cell`, so the
+    HTML page shows it collapsed like the parameters cell it overrides."""
+    import nbformat
+    nb = nbformat.read(path, as_version=4)
+    for c in nb.cells:
+        tags = c.metadata.setdefault("tags", [])
+        if "injected-parameters" in tags and "hide-cell" not in tags:
+            tags.append("hide-cell")
+    nbformat.write(nb, path)
 
 
 def _execute_logged(nb: Path, out: Path, parameters: dict, cwd: Path, timeout, kernel_manager_class) -> float:
@@ -149,16 +161,34 @@ def _env_default(name: str, value: str):
         os.environ.pop(name, None)
 
 
+def ipc_kernel_manager():
+    """jupyter_client's AsyncKernelManager talking to its kernel over local IPC sockets instead
+    of TCP on 127.0.0.1 (which ipykernel 7 warns about at every start: "Kernel is running over
+    TCP without encryption"); a build's kernels are always local. The sockets are files named
+    by an absolute prefix in Jupyter's runtime directory (a relative one would resolve against
+    two working directories: the build's and the kernel's)."""
+    import uuid
+    from jupyter_client.manager import AsyncKernelManager
+    from jupyter_core.paths import jupyter_runtime_dir
+
+    class IPCKernelManager(AsyncKernelManager):
+        def __init__(self, **kw):
+            kw.setdefault("transport", "ipc")
+            Path(jupyter_runtime_dir()).mkdir(parents=True, exist_ok=True)
+            kw.setdefault("ip", str(Path(jupyter_runtime_dir()) / f"mmlab-{uuid.uuid4().hex[:12]}"))
+            super().__init__(**kw)
+    return IPCKernelManager
+
+
 class _Kernels:
     """The kernel managers of a build (nbclient's kernel_manager_class records them), so that
     Ctrl-C can kill each kernel's process group: the kernel and its training processes. Kernels
     run in their own sessions, which the terminal's SIGINT does not reach."""
 
     def __init__(self):
-        from jupyter_client.manager import AsyncKernelManager
         managers = self.managers = []
 
-        class Recorded(AsyncKernelManager):
+        class Recorded(ipc_kernel_manager()):
             def __init__(self, **kw):
                 super().__init__(**kw)
                 managers.append(self)
@@ -209,51 +239,41 @@ def execute_all(notebooks: list, out_dir: Path, parameters: dict, jobs: int | No
 
 
 def stage(build: Path) -> Path:
-    """Copy the book's sources (config, toc, markdown chapters) into build/src."""
+    """Copy the book's sources (config, toc, markdown chapters) into build/src, and
+    book/_static (the book's CSS) to build/src/_static, where Jupyter Book 1.x picks it up."""
     src = build / "src"
     (src / "notebooks").mkdir(parents=True, exist_ok=True)
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy2(ROOT / name, src / name)
-    shutil.copytree(ROOT / "book", src / "book", dirs_exist_ok=True)
+    shutil.copytree(ROOT / "book", src / "book", dirs_exist_ok=True, ignore=shutil.ignore_patterns("_static"))
+    if (ROOT / "book" / "_static").is_dir():   # Jupyter Book 1.x adds <book root>/_static/*.css to every page
+        shutil.copytree(ROOT / "book" / "_static", src / "_static", dirs_exist_ok=True)
     return src
 
 
-def render_ledger_markdown(df, profile: str = "", left_out: int = 0) -> str:
-    """The claims page: the rule, verdict counts, and per notebook one row per claim with the
-    paper's reported numbers behind it and the p-value that decided the verdict."""
-    from mmlab.claims import RULE, verdict_counts
-    lines = ["# Claims ledger", "",
-             "Every paper claim the notebooks test, with the verdict computed from this build's "
-             f"per-seed results (profile **{profile or 'unknown'}**). *Effect* is the mean ± std over seeds of "
-             "the per-seed difference named in *measure*, in its own unit (accuracies as fractions: "
-             "0.05 = 5 points). *Reported* gives the paper's own numbers behind the claim, for the "
-             "dataset family our stand-in represents; a claim is tested only where they show it.", "",
-             "```{admonition} The verdict rule", RULE, "```", ""]
-    if left_out:
-        lines += [f"({left_out} ledger(s) recorded under another profile are left out.)", ""]
-    if len(df) == 0:
-        return "\n".join(lines + ["No claims were tested in this build."])
-    counts = verdict_counts(df)
-    lines += [", ".join(f"**{v}**: {n}" for v, n in counts.items()), ""]
-    for nb, g in df.groupby("notebook", sort=False):
-        lines += [f"## {nb}", "",
-                  "| claim | paper (source) | reported | our dataset | protocol | measure | effect | n | deciding p | verdict |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
-        for r in g.itertuples():
-            effect = f"{r.mean:+.3f} ± {r.std:.3f}" if r.n > 1 else f"{r.mean:+.3f}"
-            lines.append(f"| {r.statement} | {r.paper} ({r.source}) | {r.reported or '—'} | {r.dataset} "
-                         f"| {r.protocol or '—'} | {r.measure} | {effect} | {r.n} | {r.deciding_p} | **{r.verdict}** |")
-        lines.append("")
-    return "\n".join(lines) + "\n"
+def render_ledger_markdown(df, profile: str = "", left_out: int = 0, untested: int = 0, titles=None) -> str:
+    """The claims page (MyST): mmlab.report.claims_page, i.e. the rule (collapsed), the verdict
+    counts as badges, and per paper and artifact a collapsed group of claims with a stable id."""
+    from mmlab.report import claims_page
+    return claims_page(df, profile, left_out, untested, titles)
 
 
 def write_claims_page(build: Path, src: Path, profile: str = "") -> None:
-    """book/claims.md in the staging copy, generated from the ledgers of this build's profile."""
-    from mmlab.claims import Ledger
-    d = build / "claims"
-    df = Ledger.load_all(d, profile=profile)
-    left_out = sum(Ledger.load(p).profile != profile for p in d.glob("[!.]*.json")) if d.is_dir() else 0
-    (src / "book" / "claims.md").write_text(render_ledger_markdown(df, profile, left_out))
+    """book/claims.md in the staging copy, generated from the ledgers of this build's profile
+    (each chapter linked by the first heading of its source notebook)."""
+    from mmlab.report import load_build, notebook_title
+    found = load_build(build / "claims", profile)
+    titles = {nb: notebook_title(ROOT / "notebooks" / f"{nb}.ipynb") for nb in set(found.claims["notebook"])}
+    (src / "book" / "claims.md").write_text(
+        render_ledger_markdown(found.claims, profile, found.left_out, found.untested, titles))
+
+
+def write_intro_page(build: Path, src: Path, profile: str = "") -> None:
+    """book/intro.md in the staging copy with its markers filled (mmlab.report.render_intro):
+    the smoke banner, the reproducibility scoreboard and standings, the chapter list."""
+    from mmlab.report import load_build, render_intro
+    page = src / "book" / "intro.md"
+    page.write_text(render_intro(page.read_text(), load_build(build / "claims", profile), profile, ROOT))
 
 
 def build_html(src: Path, build: Path) -> Path:
@@ -308,6 +328,7 @@ def build(profile: str = "quick", notebooks=None, params=None, build_dir: Path =
     if failures:
         raise NotebookFailed(failures)
     write_claims_page(build_dir, src, profile)
+    write_intro_page(build_dir, src, profile)
     if html:
         path = build_html(src, build_dir)
         print(f"HTML book: {path / 'index.html'}")

@@ -26,31 +26,39 @@ from scipy import stats
 
 from mmlab.utils import atomic_write_json
 
-__all__ = ["RULE", "VERDICTS", "ALPHA", "MIN_SEEDS", "DEFAULT_MIN_EFFECT", "Claim", "check", "verdict",
-           "paired_diffs", "Ledger", "verdict_counts", "COLUMNS", "by_protocol", "protocol_changes"]
+__all__ = ["RULE", "VERDICTS", "ALPHA", "MIN_SEEDS", "DEFAULT_MIN_EFFECT", "UNITS", "Claim", "check", "verdict",
+           "format_effect", "paired_diffs", "Ledger", "verdict_counts", "COLUMNS", "by_protocol",
+           "protocol_changes", "STANDING_KEYS", "standing_row"]
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
 VERDICTS = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE)
 ALPHA = 0.05
 MIN_SEEDS = 3
 DEFAULT_MIN_EFFECT = 0.01
+# How a claim's differences are shown: "points" (differences of accuracies / mAP stored as
+# fractions, shown x100 with one decimal: "+4.2 ± 1.1 pts") or "ratio" (shown raw, two decimals).
+UNITS = ("points", "ratio")
 
 RULE = (
     "Each claim is tested on per-seed paired differences d_1..d_n, signed so that a positive d is the "
     "effect the paper claims (e.g. d = accuracy(method) - accuracy(baseline) on the same seed), against a "
-    "minimum effect size min_effect (default 0.01, one accuracy point on a 0..1 scale). "
+    "minimum effect size min_effect (default 0.01: one point for accuracies, 0.01 for ratios). "
     "(1) If n < 3 the verdict is 'inconclusive' (too few seeds). "
     "(2) Otherwise compute the mean and sample standard deviation of d and two one-sided one-sample t-tests "
-    "(scipy.stats.ttest_1samp): p_value for H1: mean > 0, and p_below for H1: mean < min_effect. "
-    "(3) 'reproduced' if mean >= min_effect and p_value < 0.05: the effect is at least min_effect on "
+    "(scipy.stats.ttest_1samp): p(mean>0) for H1: mean > 0, and p(mean<min) for H1: mean < min_effect. "
+    "(3) 'reproduced' if mean >= min_effect and p(mean>0) < 0.05: the effect is at least min_effect on "
     "average and confidently positive. "
-    "(4) 'not reproduced' if p_below < 0.05: the effect is confidently smaller than min_effect, which "
+    "(4) 'not reproduced' if p(mean<min) < 0.05: the effect is confidently smaller than min_effect, which "
     "includes no effect and the reverse effect. "
     "(5) Otherwise 'inconclusive' (too noisy to tell). "
-    "Zero variance (all d equal up to float rounding, so the t-test is undefined): 'reproduced' if the common value is >= "
-    "min_effect and > 0, else 'not reproduced'; both p-values are then missing (shown as —). "
-    "The p-value shown beside a verdict is the one that decided it: p_value for 'reproduced', p_below for "
-    "'not reproduced', both for 'inconclusive'. "
+    "Zero variance (all d equal up to float rounding, so the t-test is undefined): 'reproduced' if the common "
+    "value is >= min_effect and > 0, else 'not reproduced'; both p-values are then missing, shown as "
+    "'— (zero variance)' (and as '— (n < 3)' with too few seeds). "
+    "The p-value shown beside a verdict is the one that decided it: p(mean>0) for 'reproduced', p(mean<min) "
+    "for 'not reproduced', both for 'inconclusive' (three decimals; '< 0.001' below that). "
+    "Effects are shown as mean ± sd of d: differences of accuracies or mAP (stored as fractions) in points, "
+    "x100 with one decimal ('+4.2 ± 1.1 pts'); ratios such as the degree of modality competition (DMC) "
+    "raw with two decimals ('+0.12 ± 0.05'). "
     "The verdict is always computed from the differences, never entered by hand."
 )
 
@@ -102,6 +110,7 @@ class Claim:
     notebook: str = ""
     reported: str = ""              # the paper's numbers behind the claim, for its dataset family
     protocol: str = ""              # which training protocol produced the diffs (e.g. equal budget, paper recipe)
+    unit: str = "points"            # how the diffs are shown (UNITS): "points" (fractions x100) or "ratio" (raw)
     n: int = field(init=False)
     mean: float = field(init=False)
     std: float = field(init=False)
@@ -112,6 +121,8 @@ class Claim:
     def __post_init__(self):
         if not str(self.id).strip():
             raise ValueError("a claim needs a non-empty id")
+        if self.unit not in UNITS:
+            raise ValueError(f"claim {self.id!r}: unit must be one of {UNITS}; got {self.unit!r}")
         diffs = [float(x) for x in self.diffs]
         object.__setattr__(self, "diffs", diffs)
         object.__setattr__(self, "min_effect", float(self.min_effect))
@@ -119,8 +130,8 @@ class Claim:
             object.__setattr__(self, k, v)
 
     _INPUTS = ("id", "paper", "source", "statement", "dataset", "measure", "diffs", "min_effect", "notebook",
-               "reported", "protocol")
-    _OPTIONAL = ("min_effect", "notebook", "reported", "protocol")
+               "reported", "protocol", "unit")
+    _OPTIONAL = ("min_effect", "notebook", "reported", "protocol", "unit")   # ledgers saved before `unit` still load
 
     def inputs(self) -> dict:
         """The fields a claim is built from (everything else is computed)."""
@@ -140,31 +151,59 @@ class Claim:
 
     @property
     def deciding_p(self) -> str:
-        """The p-value that decided the verdict, labelled (RULE): p(mean > 0) for reproduced,
-        p(mean < min_effect) for not reproduced, both for inconclusive."""
+        """The p-value that decided the verdict, labelled as RULE names it: p(mean>0) for
+        reproduced, p(mean<min) for not reproduced, both for inconclusive; "—" when missing."""
         if self.n < MIN_SEEDS:
             return f"— (n < {MIN_SEEDS})"
         if math.isnan(self.p_value):
             return "— (zero variance)"
-        above, below = f"p(>0) = {self.p_value:.3f}", f"p(<min) = {self.p_below:.3f}"
+        above, below = f"p(mean>0) {_p_text(self.p_value)}", f"p(mean<min) {_p_text(self.p_below)}"
         return {REPRODUCED: above, NOT_REPRODUCED: below}.get(self.verdict, f"{above}, {below}")
 
     def effect(self, scale: float | None = None) -> str:
-        """'mean ± std' of the differences; with scale (e.g. 100) in points of that unit."""
+        """'mean ± std' of the differences; with scale (e.g. 100) in points of that unit (a
+        claim in unit "ratio" is never scaled: two decimals)."""
         if self.n == 0:
             return "—"
+        if scale is not None and self.unit == "ratio":
+            return format_effect(self.mean, self.std, self.n, "ratio")
         if scale is None:
             return f"{self.mean:+.3g} ± {self.std:.2g}"
         return f"{self.mean * scale:+.1f} ± {self.std * scale:.1f}"
 
+    @property
+    def shown_effect(self) -> str:
+        """The effect as the book shows it, in the claim's unit (:func:`format_effect`)."""
+        return format_effect(self.mean, self.std, self.n, self.unit)
+
+
+def _p_text(p: float) -> str:
+    """'= 0.003' (three decimals), or '< 0.001' below that."""
+    return "< 0.001" if p < 0.001 else f"= {p:.3f}"
+
+
+def format_effect(mean: float, std: float, n: int, unit: str = "points") -> str:
+    """'mean ± sd' of a claim's differences in its unit: "points" -> '+4.2 ± 1.1 pts' (the
+    fractions x100, one decimal), "ratio" -> '+0.12 ± 0.05'; no '± sd' for one seed, '—' for none."""
+    if unit not in UNITS:
+        raise ValueError(f"unit must be one of {UNITS}; got {unit!r}")
+    if not n or mean is None or not math.isfinite(mean):
+        return "—"
+    scale, digits, suffix = (100.0, 1, " pts") if unit == "points" else (1.0, 2, "")
+    text = f"{mean * scale:+.{digits}f}"
+    if std is not None and math.isfinite(std) and n > 1:
+        text += f" ± {std * scale:.{digits}f}"
+    return text + suffix
+
 
 def check(id: str, paper: str, source: str, statement: str, dataset: str, measure: str, diffs,
           min_effect: float = DEFAULT_MIN_EFFECT, notebook: str = "", reported: str = "",
-          protocol: str = "") -> Claim:
-    """Create a :class:`Claim`; its verdict follows :data:`RULE`."""
+          protocol: str = "", unit: str = "points") -> Claim:
+    """Create a :class:`Claim`; its verdict follows :data:`RULE`. `unit` (:data:`UNITS`) says how
+    its differences are shown: "points" for accuracies / mAP as fractions, "ratio" for e.g. DMC."""
     return Claim(id=id, paper=paper, source=source, statement=statement, dataset=dataset, measure=measure,
                  diffs=list(diffs), min_effect=min_effect, notebook=notebook, reported=reported,
-                 protocol=protocol)
+                 protocol=protocol, unit=unit)
 
 
 def _select(df: pd.DataFrame, sel: dict, name: str) -> pd.DataFrame:
@@ -199,8 +238,8 @@ def paired_diffs(df: pd.DataFrame, a: dict, b: dict, value: str, on: str = "seed
     return [float(va[s]) - float(vb[s]) for s in sorted(sa)]
 
 
-COLUMNS = ["notebook", "id", "paper", "source", "statement", "dataset", "protocol", "reported", "measure", "n",
-           "mean", "std", "p_value", "p_below", "deciding_p", "min_effect", "verdict", "diffs"]
+COLUMNS = ["notebook", "id", "paper", "source", "statement", "dataset", "protocol", "reported", "measure", "unit",
+           "n", "mean", "std", "p_value", "p_below", "deciding_p", "min_effect", "verdict", "diffs"]
 
 
 def _frame(claims, scale: float | None = None) -> pd.DataFrame:
@@ -222,6 +261,7 @@ class Ledger:
         self.notebook, self.profile = notebook, str(profile)
         self._claims: dict[str, Claim] = {}
         self.untested: dict[str, dict] = {}     # claims the paper does not make for a stand-in's family
+        self._standings: dict[tuple, dict] = {}  # where each method stands (add_standings), by STANDING_KEY
 
     @property
     def claims(self) -> list[Claim]:
@@ -242,20 +282,23 @@ class Ledger:
         return claim
 
     def check(self, id: str, paper: str, source: str, statement: str, dataset: str, measure: str, diffs,
-              min_effect: float = DEFAULT_MIN_EFFECT, reported: str = "", protocol: str = "") -> Claim:
+              min_effect: float = DEFAULT_MIN_EFFECT, reported: str = "", protocol: str = "",
+              unit: str = "points") -> Claim:
         """Create a claim (verdict by :data:`RULE`), store it in this ledger, and return it."""
         return self.add(check(id, paper, source, statement, dataset, measure, diffs, min_effect, self.notebook,
-                              reported, protocol))
+                              reported, protocol, unit))
 
     def check_supported(self, support, id: str, paper: str, source: str, statement: str, dataset: str,
-                        measure: str, diffs, min_effect: float = DEFAULT_MIN_EFFECT, protocol: str = ""):
+                        measure: str, diffs, min_effect: float = DEFAULT_MIN_EFFECT, protocol: str = "",
+                        unit: str = "points"):
         """Test a claim only where the paper's own numbers show it for the dataset family the
         stand-in represents: `support` = (holds, citation), e.g. mmlab.papers.comparison(...).
         Otherwise the claim is listed in `untested` with the citation (and no verdict)."""
         holds, citation = support
         if holds:
             self.untested.pop(id, None)
-            return self.check(id, paper, source, statement, dataset, measure, diffs, min_effect, citation, protocol)
+            return self.check(id, paper, source, statement, dataset, measure, diffs, min_effect, citation, protocol,
+                              unit)
         self._claims.pop(id, None)
         self.untested[id] = {"statement": statement, "dataset": dataset, "protocol": protocol,
                              "reported (does not show it on every dataset of the family)": citation}
@@ -264,6 +307,29 @@ class Ledger:
     def untested_frame(self) -> pd.DataFrame:
         """The claims left untested because the paper does not make them for the family."""
         return pd.DataFrame.from_dict(self.untested, orient="index")
+
+    @property
+    def standings(self) -> list[dict]:
+        """The standings rows added so far (:meth:`add_standings`), in the order first added."""
+        return list(self._standings.values())
+
+    def add_standings(self, rows) -> list[dict]:
+        """Record where methods stand, for the book's scoreboard: `rows` is a DataFrame or an
+        iterable of dicts with the keys of :data:`STANDING_KEYS` (mean / std as fractions for
+        accuracies) and optionally "better" ("higher" or "lower") and "unit" ("percent" or
+        "ratio"); see :func:`standing_row`. A row for the same (method, dataset, protocol,
+        metric) replaces the earlier one. Returns the normalised rows."""
+        if isinstance(rows, pd.DataFrame):
+            rows = rows.to_dict("records")
+        out = [standing_row(r) for r in rows]
+        for r in out:
+            self._standings[tuple(r[k] for k in STANDING_KEY)] = r
+        return out
+
+    def standings_frame(self) -> pd.DataFrame:
+        """The standings as a frame, one row per (method, dataset, protocol, metric), with `notebook`."""
+        cols = ["notebook", *STANDING_KEYS, *STANDING_OPTIONAL]
+        return pd.DataFrame([{"notebook": self.notebook, **r} for r in self.standings], columns=cols)
 
     def to_frame(self, scale: float | None = None) -> pd.DataFrame:
         """One row per claim. With `scale` (e.g. 100 for accuracies stored as fractions) adds a
@@ -274,7 +340,8 @@ class Ledger:
         """Write <directory>/<notebook>.json atomically (temp file + rename)."""
         path = Path(directory) / f"{self.notebook}.json"
         atomic_write_json({"notebook": self.notebook, "profile": self.profile, "rule": RULE,
-                           "claims": [c.to_dict() for c in self.claims], "untested": self.untested}, path)
+                           "claims": [c.to_dict() for c in self.claims], "untested": self.untested,
+                           "standings": self.standings}, path)
         return path
 
     @classmethod
@@ -287,6 +354,7 @@ class Ledger:
             for d in doc["claims"]:
                 led.add(Claim.from_dict(d))
             led.untested = dict(doc.get("untested", {}))
+            led.add_standings(doc.get("standings", []))      # absent from ledgers saved before standings
         except (ValueError, KeyError, TypeError) as e:
             raise ValueError(f"{path}: not a claims ledger ({e})") from e
         return led
@@ -312,6 +380,46 @@ class Ledger:
     def verdict_counts(df: pd.DataFrame, by: str | None = None):
         """Same as the module-level :func:`verdict_counts`."""
         return verdict_counts(df, by)
+
+
+STANDING_KEYS = ("method", "dataset", "protocol", "metric", "mean", "std", "n", "source")
+STANDING_OPTIONAL = ("better", "unit")      # "higher" | "lower" (default higher); "percent" | "ratio" (default percent)
+STANDING_KEY = ("method", "dataset", "protocol", "metric")
+
+
+def _number(row: dict, key: str, missing_ok: bool = False):
+    """row[key] as a finite float (None for a missing std of one seed when missing_ok)."""
+    v = row[key]
+    if missing_ok and (v is None or (isinstance(v, float) and math.isnan(v))):
+        return None
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        raise ValueError(f"standings row {row!r}: {key} must be a number") from None
+    if not math.isfinite(v) or (key == "std" and v < 0):
+        raise ValueError(f"standings row {row!r}: {key} must be finite{' and >= 0' if key == 'std' else ''}")
+    return v
+
+
+def standing_row(row: dict) -> dict:
+    """Check and normalise one standings row: the keys of STANDING_KEYS (strings for method,
+    dataset, protocol, metric, source; finite mean; std >= 0 or None; integer n >= 1) plus
+    `better` ("higher"/"lower") and `unit` ("percent": fractions shown x100; "ratio": raw)."""
+    row = dict(row)
+    missing = [k for k in STANDING_KEYS if k not in row]
+    unknown = sorted(set(row) - set(STANDING_KEYS) - set(STANDING_OPTIONAL) - {"notebook"})
+    if missing or unknown:
+        raise ValueError(f"standings row {row!r}: missing keys {missing}, unknown keys {unknown}")
+    out = {k: str(row[k]) for k in ("method", "dataset", "protocol", "metric", "source")}
+    out["mean"], out["std"] = _number(row, "mean"), _number(row, "std", missing_ok=True)
+    n = _number(row, "n")
+    if n < 1 or not float(n).is_integer():
+        raise ValueError(f"standings row {row!r}: n must be an integer >= 1")
+    out["n"] = int(n)
+    out["better"], out["unit"] = str(row.get("better", "higher")), str(row.get("unit", "percent"))
+    if out["better"] not in ("higher", "lower") or out["unit"] not in ("percent", "ratio"):
+        raise ValueError(f"standings row {row!r}: better must be higher|lower and unit percent|ratio")
+    return out
 
 
 def by_protocol(df: pd.DataFrame) -> pd.DataFrame:

@@ -2,13 +2,19 @@
 
     ch = Chapter("01-modality-imbalance", profile=profile, device=device)
     ...                                   # studies, tables, figures
-    ch.save_figure(fig, "probe-vs-unimodal")
+    ch.figure(fig, "probes", "Linear-probe accuracy ...", paper="ReconBoost Table 5")
     ch.ledger.check(...)                  # the paper claims this notebook tests
     ch.track(results)                     # config hashes for provenance
     ch.finish()                           # saves the ledger, shows the provenance table
+
+A Chapter also sets the book's one table style for every DataFrame the notebook displays
+(`table_html`: "—" for missing values, numbers at a readable precision, no meaningless 0..n
+index) and, in the smoke profile, shows a banner saying its numbers are not meaningful.
 """
 from __future__ import annotations
 
+import math
+import numbers
 import os
 import platform
 import subprocess
@@ -35,6 +41,12 @@ def git_sha() -> str:
         return "unknown"
 
 
+SMOKE_BANNER = ("```{admonition} Smoke build\n:class: warning\nEvery number on this page comes from "
+                "seconds-long runs on a few hundred samples (profile `smoke`, what CI executes): the "
+                "numbers, figures and verdicts are not meaningful. Build with `make book` for the "
+                "quick profile.\n```")
+
+
 class Chapter:
     def __init__(self, name: str, profile: str = "quick", device: str = "auto"):
         from mmlab.claims import Ledger
@@ -42,14 +54,45 @@ class Chapter:
         self.t0 = time.perf_counter()
         self.ledger = Ledger(name, profile)
         self.hashes: dict = {}
+        self.n_figures = 0
         viz.use_style()
+        use_table_style()
+        if profile == "smoke":
+            _display_markdown(SMOKE_BANNER)
 
-    def save_figure(self, fig, name: str) -> Path:
-        return viz.save(fig, self.name, name)
+    @property
+    def number(self) -> str:
+        """The chapter number, the notebook name's leading digits ("40" of "40-reconboost-accuracy")."""
+        return self.name.split("-", 1)[0]
 
-    def save_figures(self, figs: dict) -> list:
-        """save_figure for each {name: figure}, in order."""
-        return [self.save_figure(fig, name) for name, fig in figs.items()]
+    def figure(self, fig, name: str, caption: str, paper: str = "") -> None:
+        """Save `fig` (figures/<notebook>/<name>.png, with its layout check) and show it with a
+        caption numbered in the book's own scheme ("Figure 40.2"); `paper` names the paper
+        artifact it stands for ("ReconBoost Fig. 7"), printed apart from the book's number."""
+        import matplotlib.pyplot as plt
+        from IPython.display import Image, display
+        path = viz.save(fig, self.name, name)
+        plt.close(fig)
+        self.n_figures += 1
+        ref = f" *Paper: {paper}.*" if paper else ""
+        display(Image(data=path.read_bytes()))
+        _display_markdown(f"**Figure {self.number}.{self.n_figures}.** {caption}{ref}")
+
+    def figures(self, figs: dict, caption: str, paper: str = "") -> None:
+        """figure() for each {name: figure}, the name appended to the caption."""
+        for name, fig in figs.items():
+            self.figure(fig, name, f"{caption} ({name})", paper)
+
+    def claims(self) -> None:
+        """Show this chapter's claims: verdict counts, the claims table (mmlab.report), the
+        claims left untested, and, for claims tested under several protocols, the verdicts
+        side by side per protocol."""
+        from IPython.display import display
+        from mmlab import report
+        display(report.chapter_claims(self.ledger))
+        if self.ledger.claims and any(c.protocol for c in self.ledger.claims):
+            _display_markdown("**Verdicts per protocol**")
+            display(report.protocol_verdicts(self.ledger.to_frame()))
 
     def track(self, results) -> None:
         """Record the config hash of each mmlab Result used (or a study DataFrame)."""
@@ -80,6 +123,43 @@ class Chapter:
         if claims_dir:
             self.ledger.save(claims_dir)
         return self.provenance()
+
+
+def _display_markdown(text: str) -> None:
+    from IPython.display import Markdown, display
+    display(Markdown(text))
+
+
+def _cell(x) -> str:
+    """One table cell as the book prints it: "—" for a missing value, integers as such,
+    other numbers with three significant digits (one decimal from 100 up)."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "—"
+    if isinstance(x, bool) or not isinstance(x, numbers.Number):
+        return str(x)
+    if isinstance(x, numbers.Integral) or (float(x).is_integer() and abs(x) < 1e6):
+        return str(int(x))
+    return f"{x:.1f}" if abs(x) >= 100 else f"{x:.3g}"
+
+
+def table_html(df: pd.DataFrame) -> str:
+    """The book's table style (HTML): cells by _cell, a default 0..n index hidden, class
+    "dataframe mmlab-table" for the book's CSS."""
+    sty = df.style.format(_cell).format_index(_cell, axis=0).format_index(_cell, axis=1)
+    if isinstance(df.index, pd.RangeIndex):
+        sty = sty.hide(axis="index")
+    return sty.set_table_attributes('class="dataframe mmlab-table"').to_html()
+
+
+def use_table_style() -> None:
+    """Render every DataFrame displayed in this kernel with table_html (IPython's formatter)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    ip = get_ipython()
+    if ip is not None:
+        ip.display_formatter.formatters["text/html"].for_type(pd.DataFrame, table_html)
 
 
 def show(tables: dict, note: str = "") -> None:

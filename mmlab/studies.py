@@ -142,6 +142,18 @@ def per_model(runs, fn, labels=None, **params) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def standings(df: pd.DataFrame, protocol: str, source: str, metric: str = "test accuracy") -> list:
+    """Rows for Ledger.add_standings (the intro's "where each method stands") from an imbalance /
+    variant frame: per dataset and method its fused test accuracy over seeds; each modality
+    trained alone as "<modality> alone"."""
+    uni = df[df.method == "unimodal"].assign(method=lambda d: d.modality + " alone", acc=lambda d: d.unimodal_acc)
+    joint = fused_rows(df).assign(acc=lambda d: d.fused_acc)
+    both = pd.concat([uni, joint])
+    return [{"method": m, "dataset": n, "protocol": protocol, "metric": metric, "mean": float(g.acc.mean()),
+             "std": float(g.acc.std()) if len(g) > 1 else float("nan"), "n": int(len(g)), "source": source}
+            for (n, m), g in both.groupby(["dataset", "method"], sort=False)]
+
+
 def stopped_runs(runs) -> pd.DataFrame:
     """The runs of a study that a non-finite loss stopped early (nonfinite="stop"): label,
     seed, the pass where the loss diverged and the validation-selected pass reported."""

@@ -226,3 +226,22 @@ def test_notebooks_start_longest_first_and_undeclared_ones_before_all(tmp_path):
             nbformat.write(d, nb)
     assert [n.name for n in book.start_order(nbs, "quick")] == ["01-nb.ipynb", "02-nb.ipynb", "00-nb.ipynb",
                                                                 "03-nb.ipynb"]
+
+
+def test_a_build_prints_no_kernel_transport_warning(tmp_path, capfd):
+    """Kernels talk over IPC sockets: ipykernel's "running over TCP without encryption" warning,
+    printed once per notebook, is noise a user cannot act on."""
+    nb = synthetic_notebook(tmp_path / "01-ok.ipynb", "print('hi')")
+    (tmp_path / "out").mkdir()
+    timings, failures = book.execute_all([nb], tmp_path / "out", {"profile": "smoke"})
+    out, err = capfd.readouterr()
+    assert not failures and "TCP" not in out + err and "Unable to parse" not in out + err
+
+
+def test_the_injected_parameters_cell_is_collapsed(tmp_path):
+    nb = synthetic_notebook(tmp_path / "01-ok.ipynb", "print(profile)")
+    book.execute(nb, tmp_path / "out.ipynb", {"profile": "smoke"}, tmp_path)
+    cells = nbformat.read(tmp_path / "out.ipynb", as_version=4).cells
+    injected = [c for c in cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1 and "hide-cell" in injected[0].metadata.tags
+    assert cells[-1].outputs[0].text == "smoke\n"

@@ -91,3 +91,30 @@ def test_checker_sees_loops_and_tuples():
     tree = ast.parse("a, (b, *c) = x\nfor i, j in y:\n    if i:\n        k = 1\nd[0] = 2\n"
                      "z = [w for w in v]\nwith open(f) as fh:\n    pass\nq += 1\n")
     assert module_level_names(tree) == {"a", "b", "c", "i", "j", "k", "z", "fh", "q"}
+
+
+HIDING_TAGS = {"hide-input", "remove-input", "hide-cell", "remove-cell"}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_code_is_collapsed_in_the_html_and_captions_come_from_the_library(path):
+    """Readers see outputs; the code of every cell is one click away (Jupyter Book's tags), and
+    a figure's caption is shown by Chapter.figure (a mystnb caption would label every output
+    of its cell, tables included)."""
+    for i, c in _code_cells(path):
+        assert HIDING_TAGS & set(c.metadata.get("tags", [])), f"{path.name} cell {i}: no hide-input tag"
+        assert "mystnb" not in c.metadata, f"{path.name} cell {i}: mystnb metadata (use ch.figure's caption)"
+        assert "save_figure" not in c.source, f"{path.name} cell {i}: use ch.figure(fig, name, caption)"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_papermill_reads_every_parameter(path, caplog):
+    """papermill's parser skips (with an "Unable to parse line" warning) an assignment whose
+    comment holds "=": such a parameter disappears from `papermill --help-notebook`."""
+    import logging
+    import papermill as pm
+    cell = next(c for _, c in _code_cells(path) if "parameters" in c.metadata.get("tags", []))
+    assigned = {t.id for n in ast.parse(cell.source).body if isinstance(n, ast.Assign) for t in n.targets}
+    with caplog.at_level(logging.WARNING):
+        params = pm.inspect_notebook(str(path))
+    assert set(params) == assigned and not [r for r in caplog.records if "Unable to parse" in r.getMessage()]

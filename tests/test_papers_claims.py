@@ -298,8 +298,8 @@ def test_comparison_holds_only_where_every_family_dataset_shows_it():
     holds, cite = papers.comparison("reconboost-table7", "Ours", "Concat Fusion", "MAP", ("MOSEI",))
     assert not holds and "no cell" in cite
     # several columns (noise levels) of one dataset
-    holds, cite = papers.comparison("reconboost-table8", "Ours", "UMT", ["sigma^2=0.1", "sigma^2=1.0"], ("CREMA-D",))
-    assert holds and "Ours 74.75 vs UMT 68.76 (CREMA-D, sigma^2=0.1); 63.95 vs 62.23" in cite
+    holds, cite = papers.comparison("reconboost-table8", "Ours", "UMT", ["σ²=0.1", "σ²=1.0"], ("CREMA-D",))
+    assert holds and "Ours 74.75 vs UMT 68.76 (CREMA-D, σ²=0.1); 63.95 vs 62.23" in cite
 
 
 def test_threshold_and_figure_support():
@@ -328,8 +328,8 @@ def test_deciding_p_is_the_one_behind_the_verdict():
     rep = check("r", "P", "s", "st", "d", "m", [0.05, 0.06, 0.055])
     bad = check("n", "P", "s", "st", "d", "m", [-0.05, -0.06, -0.055])
     unsure = check("i", "P", "s", "st", "d", "m", [0.1, -0.2, 0.3])
-    assert rep.deciding_p == f"p(>0) = {rep.p_value:.3f}" and bad.deciding_p == f"p(<min) = {bad.p_below:.3f}"
-    assert unsure.deciding_p == f"p(>0) = {unsure.p_value:.3f}, p(<min) = {unsure.p_below:.3f}"
+    assert rep.deciding_p == f"p(mean>0) = {rep.p_value:.3f}" and bad.deciding_p == "p(mean<min) < 0.001"
+    assert unsure.deciding_p == f"p(mean>0) = {unsure.p_value:.3f}, p(mean<min) = {unsure.p_below:.3f}"
     assert check("z", "P", "s", "st", "d", "m", [0.02] * 3).deciding_p == "— (zero variance)"
     assert check("f", "P", "s", "st", "d", "m", [0.02]).deciding_p == "— (n < 3)"
 
@@ -365,6 +365,6 @@ def test_claims_page_shows_the_citation_the_protocol_and_the_deciding_p(tmp_path
     led.check("a@equal", "ReconBoost", "T1", "A beats B", "avmnist", "d", [0.05, 0.06, 0.055],
               reported="ReconBoost Table 1, Acc: Ours 79.82 vs G-Blending 63.81 (CREMA-D)", protocol="equal budget")
     page = book.render_ledger_markdown(led.to_frame(), "quick")
-    row = next(line for line in page.splitlines() if line.startswith("| A beats B"))
-    assert "79.82 vs G-Blending 63.81" in row and "equal budget" in row and "p(>0) = " in row
-    assert "**reproduced**" in row and "profile **quick**" in page
+    row = next(line for line in page.splitlines() if line.startswith("<tr>") and "A beats B" in line)
+    assert "79.82 vs G-Blending 63.81" in row and "equal budget" in row and "p(mean&gt;0)&nbsp;= " in row
+    assert 'mmlab-reproduced">reproduced</span>' in row and "profile **quick**" in page

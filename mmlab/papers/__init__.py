@@ -157,7 +157,7 @@ def _printed(df: pd.DataFrame, method: str, dataset: str, column: str) -> str:
 
 
 def paper_vs_ours(ours: pd.DataFrame, table_id: str, mapping: dict, our_dataset: str,
-                  scale: float = 100.0) -> pd.DataFrame:
+                  scale: float = 100.0, digits: int = 1) -> pd.DataFrame:
     """Side-by-side table: the paper's reported number next to our mean ± std over seeds.
 
     ours: long per-seed results with columns method, column, seed, value (value * `scale` gives
@@ -165,6 +165,7 @@ def paper_vs_ours(ours: pd.DataFrame, table_id: str, mapping: dict, our_dataset:
     mapping: {(paper_method, paper_column[, paper_dataset]): (our_method, our_column)}. When the
     paper table has several datasets, every key must name the paper dataset (3-tuple).
     our_dataset: the dataset our numbers were measured on (labels the column).
+    digits: decimals of ours (1 for accuracies in %, 2 for ratios such as DMC).
 
     One row per mapping entry. Display columns: "method", "column" (the paper's names),
     "paper: <dataset> (reported)" (one such column per paper dataset used) and
@@ -216,7 +217,7 @@ def paper_vs_ours(ours: pd.DataFrame, table_id: str, mapping: dict, our_dataset:
         f"ours: {our_dataset} (mean ± std, n seeds)"
 
     def fmt(r):
-        s = f"{r.ours_mean:.1f} ± {r.ours_std:.1f}" if r.n > 1 else f"{r.ours_mean:.1f} (1 seed)"
+        s = f"{r.ours_mean:.{digits}f} ± {r.ours_std:.{digits}f}" if r.n > 1 else f"{r.ours_mean:.{digits}f} (1 seed)"
         return s if len(ns) == 1 else f"{s} (n={r.n})"
 
     display = ["method", "column"]
@@ -245,9 +246,11 @@ def mapping_for(table_id: str, methods: dict, columns: dict, datasets=None) -> d
 
 
 def collapse(*tables: pd.DataFrame) -> pd.DataFrame:
-    """paper_vs_ours tables with one row per (method, column): the reported numbers of the
-    paper's datasets side by side, then ours (display columns only). Several tables (e.g.
-    one per protocol, each with its own "ours: ..." label) are joined on (method, column)."""
+    """paper_vs_ours tables for display, one row per (method, column): the reported numbers of
+    the paper's datasets side by side, then ours (display columns only). Several tables (e.g.
+    one per protocol, each with its own "ours: ..." label) are joined on (method, column). The
+    rows are indexed by the paper's row name, and its column name where the table has several
+    ("—" where a cell has no value)."""
     first = lambda s: next((v for v in s if v != ""), "")
     out = None
     for table in tables:
@@ -258,7 +261,10 @@ def collapse(*tables: pd.DataFrame) -> pd.DataFrame:
         else:
             new = [c for c in t.columns if c not in out.columns]
             out = out.merge(t[["method", "column"] + new], on=["method", "column"], how="left")
-    return out.fillna("—")
+    out = out.fillna("—")
+    if out["column"].nunique() == 1:
+        return out.drop(columns="column").set_index("method").rename_axis(f"paper's row ({out['column'].iloc[0]})")
+    return out.set_index(["method", "column"]).rename_axis(["paper's row", "paper's column"])
 
 
 def _cell(table_id: str, method: str, column: str, dataset: str) -> tuple[float, str]:

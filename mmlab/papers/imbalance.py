@@ -75,7 +75,7 @@ def concat_dmc_table12(mirs: pd.DataFrame, datasets) -> Dict[str, pd.DataFrame]:
         o = pd.DataFrame({"method": "concat", "column": "DMC", "seed": c.seed, "value": c.dmc})
         mp = papers.mapping_for("reconboost-table12", {"Concat Fusion": "concat"}, {"DMC": "DMC"}, fam)
         out[f"**ReconBoost Table 12, concat DMC (reported) vs ours ({n})**"] = papers.collapse(
-            papers.paper_vs_ours(o, "reconboost-table12", mp, our_dataset=n, scale=1.0))
+            papers.paper_vs_ours(o, "reconboost-table12", mp, our_dataset=n, scale=1.0, digits=2))
     return out
 
 
@@ -92,7 +92,7 @@ def imbalance_claims(ledger, df: pd.DataFrame, datasets, methods, mirs: pd.DataF
             j = d[(d.method == "concat") & (d.modality == w)].set_index("seed")
             ledger.check_supported(
                 papers.comparison(tid, uni_row, cat_row, col, FAMILY[n]), f"{n}-concat-weak-probe", "ReconBoost",
-                "Table 5 / Table 12 / Sec. 4.3", f"The weak modality's encoder ({w}) trained jointly (concat) is worse "
+                papers.table_info(tid)["table"], f"The weak modality's encoder ({w}) trained jointly (concat) is worse "
                 "than trained alone (linear probe)", n, f"probe(alone) - probe(concat), {w}",
                 list(uni.unimodal_probe - j.probe))
         for m in [m for m in methods if m in IMB_USED_NAMES]:
@@ -107,8 +107,8 @@ def imbalance_claims(ledger, df: pd.DataFrame, datasets, methods, mirs: pd.DataF
             c = concat_dmc[concat_dmc.dataset == n].sort_values("seed")
             ledger.check_supported(
                 papers.threshold("reconboost-table12", "Concat Fusion", "DMC", FAMILY[n], above=1.0), f"{n}-concat-dmc",
-                "ReconBoost", "Appendix D.3, Table 12", "Concatenation fusion has a degree of modality competition "
-                "above 1 (DMC > 1)", n, "DMC(concat) - 1", list(c.dmc - 1))
+                "ReconBoost", "Table 12", "Concatenation fusion has a degree of modality competition "
+                "above 1 (DMC > 1)", n, "DMC(concat) - 1", list(c.dmc - 1), unit="ratio")
 
 
 def cgm_claims(ledger, df: pd.DataFrame, datasets, methods) -> None:
@@ -121,5 +121,5 @@ def cgm_claims(ledger, df: pd.DataFrame, datasets, methods) -> None:
         fused = d[d.method == m].drop_duplicates("seed").set_index("seed").fused_acc
         ledger.check_supported(
             papers.comparison("erl-mr-table2", "Uni-Modal 1", IMB_CGM_NAMES[m], "Acc", FAMILY["cgm"]),
-            f"cgm-{m}-below-better-alone", "ERL-MR", "Table 2 (CGM)", f"Joint training ({m}) scores below the better "
+            f"cgm-{m}-below-better-alone", "ERL-MR", "Table 2", f"Joint training ({m}) scores below the better "
             "modality alone", "cgm", f"acc(better modality alone) - acc({m})", list(best - fused.loc[best.index]))

@@ -18,7 +18,7 @@ from mmlab.configs.reconboost import (FAMILY, RB_FORMS, RB_FUSION_ROWS, RB_NOISE
                                       RB_PAPER_NAMES, RB_PROTOCOLS, RB_T13_COLUMNS, RB_T13_NAMES, RB_T14_COLUMNS,
                                       RB_T16_NAMES, RB_TABLES, RB_VIEWS, Studies)
 from mmlab.studies import (accuracy_table, agg_pm, fmt_pm, fused_rows, long_frame, mir_dmc_frame, pm, signed_pm,
-                           stopped_runs)
+                           standings, stopped_runs)
 
 # rows of the paper's probe / retrieval / MIR tables: paper row -> our label ("Ours" = the reference form)
 _T5_ROWS = {"Uni-train": "unimodal", "Concat Fusion": "concat", "OGM-GE": "OGM-GE", "PMR": "PMR", "UMT": "UMT"}
@@ -38,6 +38,13 @@ def overview(s: Studies) -> pd.DataFrame:
                           "passes over train (every method)": RB_PROTOCOLS[p].specs[n].sizes(s.profile).epochs,
                           "seeds": s.runs[n, p][0].seed.nunique(), "runs": len(s.runs[n, p][1])}
                          for n, p in s.runs]).set_index(["dataset", "protocol"])
+
+
+def record_standings(ledger, s: Studies) -> None:
+    """Where each Table 1 / 2 row stands, per dataset and protocol (the intro's scoreboard)."""
+    for (n, p), (frame, _) in s.runs.items():
+        if frame is not None:
+            ledger.add_standings(standings(frame, s.label[p], "chapter 40, ReconBoost Tables 1-2 rows"))
 
 
 def recipes(s: Studies, methods) -> pd.DataFrame:
@@ -172,12 +179,12 @@ def accuracy_claims(ledger, s: Studies, fus: Dict[tuple, tuple]) -> None:
         for b in RB_PAPER_NAMES:
             ledger.check_supported(
                 papers.comparison(tid, "Ours", RB_PAPER_NAMES[b], "Acc", FAMILY[n]), f"{n}-rb-beats-{b}@{p}",
-                "ReconBoost", "Tables 1-2, Sec. 4.2", f"ReconBoost is more accurate than {b}", n,
+                "ReconBoost", "Tables 1-2", f"ReconBoost is more accurate than {b}", n,
                 f"acc({r}) - acc({b})", paired_diffs(j, {"method": r}, {"method": b}, "fused_acc"), protocol=s.label[p])
         for b in [b for b in RB_PAPER_NAMES if b != "concat"]:
             ledger.check_supported(
                 papers.comparison(tid, RB_PAPER_NAMES[b], "Concat Fusion", "Acc", FAMILY[n]), f"{n}-{b}-beats-concat@{p}",
-                "ReconBoost", "Table 1, Sec. 4.2", f"{b} improves on concatenation fusion", n, f"acc({b}) - acc(concat)",
+                "ReconBoost", "Tables 1-2", f"{b} improves on concatenation fusion", n, f"acc({b}) - acc(concat)",
                 paired_diffs(j, {"method": b}, {"method": "concat"}, "fused_acc"), protocol=s.label[p])
     for (n, p), (frame, _) in fus.items():
         j = frame.drop_duplicates(["method", "seed"])
@@ -219,12 +226,13 @@ def probes(s: Studies) -> Dict[str, pd.DataFrame]:
             pd.concat({k[1]: v for k, v in t.items() if k[0] == n}, axis=1) for n in s.datasets}
 
 
-def _avmnist_tables(s: Studies, tid: str, rows: dict, columns: dict, ours, scale: float = 100.0):
+def _avmnist_tables(s: Studies, tid: str, rows: dict, columns: dict, ours, scale: float = 100.0, digits: int = 1):
     """paper_vs_ours of table `tid` for avmnist under each protocol, collapsed; `ours(p)` gives
     our long frame; rows: paper row -> our label, plus "Ours" = the reference form."""
     tables = [papers.paper_vs_ours(ours(p), tid, papers.mapping_for(tid, {**rows, "Ours": s.ref["avmnist", p]},
                                                                     columns),
-                                   our_dataset=f"avmnist, {s.label[p]}", scale=scale) for p in s.protocols]
+                                   our_dataset=f"avmnist, {s.label[p]}", scale=scale, digits=digits)
+              for p in s.protocols]
     return papers.collapse(*tables)
 
 
@@ -288,7 +296,7 @@ def paper_mir(s: Studies, mirs: pd.DataFrame):
     av = mirs[mirs.dataset == "avmnist"]
     return _avmnist_tables(s, "reconboost-table11", _T11_ROWS, {"MIR": "MIR", "DMC": "DMC"},
                            lambda p: _columns(av[av.protocol == s.label[p]], (("MIR", "mir_mul"), ("DMC", "dmc"))),
-                           scale=1.0)
+                           scale=1.0, digits=2)
 
 
 def retrieval(s: Studies, fn) -> pd.DataFrame:
@@ -347,25 +355,27 @@ def encoder_claims(ledger, s: Studies, mirs: pd.DataFrame, ret: pd.DataFrame, cl
         w, r, fam, lp = RB_PROTOCOLS[p].specs[n].dominated, s.ref[n, p], FAMILY[n], s.label[p]
         ledger.check_supported(
             papers.comparison("reconboost-table5", "Ours", "Concat Fusion", "Visual", fam),
-            f"{n}-rb-weak-probe-vs-concat@{p}", "ReconBoost", "Table 5, Sec. 4.3",
+            f"{n}-rb-weak-probe-vs-concat@{p}", "ReconBoost", "Table 5",
             f"ReconBoost's weak-modality ({w}) encoder probes better than concat's", n,
             f"probe(ReconBoost) - probe(concat), {w}",
             paired_diffs(frame, {"method": r, "modality": w}, {"method": "concat", "modality": w}, "probe"), protocol=lp)
         ledger.check_supported(
             papers.comparison("reconboost-table5", "Ours", "Uni-train", "Visual", fam), f"{n}-rb-weak-probe-vs-alone@{p}",
-            "ReconBoost", "Table 5, Sec. 4.3", f"ReconBoost's weak-modality ({w}) encoder surpasses the same encoder "
+            "ReconBoost", "Table 5", f"ReconBoost's weak-modality ({w}) encoder surpasses the same encoder "
             "trained alone", n, f"probe(ReconBoost) - probe(alone), {w}",
             paired_diffs(frame, {"method": r, "modality": w}, {"method": "unimodal", "modality": w}, "probe"),
             protocol=lp)
         d = mirs[(mirs.dataset == n) & (mirs.protocol == lp)]
         ledger.check_supported(
             papers.threshold("reconboost-table11", "Ours", "DMC", fam, below=1.0), f"{n}-rb-dmc-below-1@{p}",
-            "ReconBoost", "Table 11, App. D.3", "ReconBoost narrows the modality gap below that of unimodal training "
-            "(DMC < 1)", n, "1 - DMC(ReconBoost)", list(1 - d[d.method == r].sort_values("seed").dmc), protocol=lp)
+            "ReconBoost", "Table 11", "ReconBoost narrows the modality gap below that of unimodal training "
+            "(DMC < 1)", n, "1 - DMC(ReconBoost)", list(1 - d[d.method == r].sort_values("seed").dmc), protocol=lp,
+            unit="ratio")
         ledger.check_supported(
             papers.comparison("reconboost-table11", "Concat Fusion", "Ours", "DMC", fam), f"{n}-rb-dmc-below-concat@{p}",
-            "ReconBoost", "Table 11, Fig. 5a", "ReconBoost has a lower DMC than concat", n,
-            "DMC(concat) - DMC(ReconBoost)", paired_diffs(d, {"method": "concat"}, {"method": r}, "dmc"), protocol=lp)
+            "ReconBoost", "Table 11", "ReconBoost has a lower DMC than concat", n,
+            "DMC(concat) - DMC(ReconBoost)", paired_diffs(d, {"method": "concat"}, {"method": r}, "dmc"), protocol=lp,
+            unit="ratio")
         rr = ret[(ret.dataset == n) & (ret.protocol == lp)]
         ledger.check_supported(
             papers.comparison("reconboost-table7", "Ours", "Concat Fusion", "MAP", fam),
@@ -400,7 +410,7 @@ def robustness(s: Studies, fn, dataset: str = "avmnist") -> pd.DataFrame:
             {s.ref[dataset, p]: "ReconBoost"})
         out.append(g.assign(protocol=s.label[p]))
     rob = pd.concat(out, ignore_index=True)
-    rob["column"] = "sigma^2=" + rob.variance.astype(str)
+    rob["column"] = "σ²=" + rob.variance.astype(str)
     return rob
 
 
@@ -411,7 +421,7 @@ def robustness_table(rob: pd.DataFrame) -> pd.DataFrame:
 
 def paper_robustness(s: Studies, rob: pd.DataFrame, dataset: str = "avmnist") -> Dict[str, pd.DataFrame]:
     """ReconBoost Tables 8-10 (reported) vs ours, by title."""
-    cols = {f"sigma^2={v}": f"sigma^2={v}" for v in RB_NOISE_VARIANCES}
+    cols = {f"σ²={v}": f"σ²={v}" for v in RB_NOISE_VARIANCES}
     out = {}
     for case, tid in RB_NOISE_TABLES.items():
         tables = []
@@ -426,16 +436,16 @@ def paper_robustness(s: Studies, rob: pd.DataFrame, dataset: str = "avmnist") ->
 
 
 def robustness_claims(ledger, s: Studies, rob: pd.DataFrame, dataset: str = "avmnist") -> None:
-    """Tables 8-10 claims: with noise, ReconBoost above concat and UMT (mean over sigma^2 > 0)."""
+    """Tables 8-10 claims: with noise, ReconBoost above concat and UMT (mean over σ² > 0)."""
     noisy = rob[rob.variance > 0].groupby(["protocol", "case", "method", "seed"], as_index=False).acc.mean()
-    noisy_cols = [f"sigma^2={v}" for v in RB_NOISE_VARIANCES if v > 0]
+    noisy_cols = [f"σ²={v}" for v in RB_NOISE_VARIANCES if v > 0]
     for p in s.protocols:
         for case, tid in RB_NOISE_TABLES.items():
             d = noisy[(noisy.case == case) & (noisy.protocol == s.label[p])]
             for b, pb in (("concat", "Concat Fusion"), ("UMT", "UMT")):
                 ledger.check_supported(
                     papers.comparison(tid, "Ours", pb, noisy_cols, FAMILY[dataset]),
-                    f"{dataset}-rb-noise-{case}-vs-{b}@{p}", "ReconBoost", "Tables 8-10, App. D.2",
+                    f"{dataset}-rb-noise-{case}-vs-{b}@{p}", "ReconBoost", "Tables 8-10",
                     f"With 50% of {RB_NOISE_WHAT[case]} noisy, ReconBoost is more accurate than {b}", dataset,
                     f"mean over σ² in (0.1, 0.3, 0.5, 1) of acc(ReconBoost) - acc({b})",
                     paired_diffs(d, {"method": "ReconBoost"}, {"method": b}, "acc"), protocol=s.label[p])
@@ -519,21 +529,21 @@ def ablation_claims(ledger, s: Studies, fused: Dict[tuple, pd.DataFrame]) -> Non
         lam_support = (papers.comparison("reconboost-table16", "Ours (lambda=1/3)", "Ours (lambda=1)", "Acc", fam)
                        if n == "avmnist" else papers.in_figure("reconboost", "Fig. 7", ("CREMA-D", "MOSEI"), fam))
         ledger.check_supported(
-            lam_support, f"{n}-rb-lambda-third-vs-1@{p}", "ReconBoost", "Fig. 7, Table 16, App. D.8",
+            lam_support, f"{n}-rb-lambda-third-vs-1@{p}", "ReconBoost", "Fig. 7 / Table 16",
             "λ = 1/3 beats λ = 1 (too much disagreement hurts)", n, "acc(λ=1/3) - acc(λ=1)",
             paired_diffs(d, {"method": "lam=1/3"}, {"method": "lam=1"}, "fused_acc"), protocol=lp)
         ledger.check_supported(
             papers.in_figure("reconboost", "Fig. 7", ("CREMA-D", "MOSEI"), fam, "α plotted, no numbers printed"),
-            f"{n}-rb-mcr-helps@{p}", "ReconBoost", "Fig. 7, Sec. 4.4", "Memory consolidation (α = 0.1) improves on "
+            f"{n}-rb-mcr-helps@{p}", "ReconBoost", "Fig. 7 / Table 16", "Memory consolidation (α = 0.1) improves on "
             "no MCR (α = 0)", n, "acc(α=0.1) - acc(α=0)",
             paired_diffs(d, {"method": "alpha=0.1"}, {"method": "alpha=0.0"}, "fused_acc"), protocol=lp)
         ledger.check_supported(
             papers.in_figure("reconboost", "Fig. 8", ("CREMA-D", "AVE"), fam), f"{n}-rb-grs-helps@{p}", "ReconBoost",
-            "Fig. 8, Sec. 4.4", "Global rectification improves ReconBoost", n, "acc(with GRS) - acc(w/o GRS)",
+            "Fig. 8", "Global rectification improves ReconBoost", n, "acc(with GRS) - acc(w/o GRS)",
             paired_diffs(d, {"method": "with GRS"}, {"method": "w/o GRS"}, "fused_acc"), protocol=lp)
         for sel, ps in (("S1 (lowest loss)", "S_1"), ("S2 (highest loss)", "S_2")):
             ledger.check_supported(
                 papers.comparison("reconboost-table13", "Ours", ps, "Overall Acc", fam),
-                f"{n}-rb-fixed-vs-{sel[:2].lower()}@{p}", "ReconBoost", "Table 13, App. D.5",
+                f"{n}-rb-fixed-vs-{sel[:2].lower()}@{p}", "ReconBoost", "Table 13",
                 f"Fixed alternation beats {sel} selection", n, f"acc(fixed) - acc({sel[:2]})",
                 paired_diffs(d, {"method": "fixed (ours)"}, {"method": sel}, "fused_acc"), protocol=lp)
