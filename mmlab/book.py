@@ -135,16 +135,17 @@ def collapse_injected_parameters(path: Path) -> None:
 
 def _execute_logged(nb: Path, out: Path, parameters: dict, cwd: Path, timeout, kernel_manager_class) -> float:
     """execute() with progress lines; any other error (a dead kernel, a bad parameter) names the notebook too."""
-    print(f"executing {nb.name} (profile {parameters.get('profile')}) ...", flush=True)
+    # each line one write (print's text and newline are two: parallel notebooks would interleave them)
+    print(f"executing {nb.name} (profile {parameters.get('profile')}) ...\n", end="", flush=True)
     try:
         seconds = execute(nb, out, parameters, cwd, timeout, kernel_manager_class)
     except NotebookFailed:
-        print(f"  {nb.name}: FAILED", flush=True)
+        print(f"  {nb.name}: FAILED\n", end="", flush=True)
         raise
     except Exception as e:
-        print(f"  {nb.name}: FAILED", flush=True)
+        print(f"  {nb.name}: FAILED\n", end="", flush=True)
         raise NotebookFailed({nb.name: f"notebook {nb.name} failed: {type(e).__name__}: {e}"}) from e
-    print(f"  {nb.name}: {seconds:.1f} s", flush=True)
+    print(f"  {nb.name}: {seconds:.1f} s\n", end="", flush=True)
     return seconds
 
 
@@ -161,12 +162,14 @@ def _env_default(name: str, value: str):
         os.environ.pop(name, None)
 
 
-def ipc_kernel_manager():
+def ipc_kernel_manager(stderr_path: Path | None = None):
     """jupyter_client's AsyncKernelManager talking to its kernel over local IPC sockets instead
     of TCP on 127.0.0.1 (which ipykernel 7 warns about at every start: "Kernel is running over
     TCP without encryption"); a build's kernels are always local. The sockets are files named
     by an absolute prefix in Jupyter's runtime directory (a relative one would resolve against
-    two working directories: the build's and the kernel's)."""
+    two working directories: the build's and the kernel's). With `stderr_path`, the kernel
+    process's own stderr (its application log, not the cells' output, which reaches the
+    notebook) is appended to that file instead of the build's console."""
     import uuid
     from jupyter_client.manager import AsyncKernelManager
     from jupyter_core.paths import jupyter_runtime_dir
@@ -177,6 +180,13 @@ def ipc_kernel_manager():
             Path(jupyter_runtime_dir()).mkdir(parents=True, exist_ok=True)
             kw.setdefault("ip", str(Path(jupyter_runtime_dir()) / f"mmlab-{uuid.uuid4().hex[:12]}"))
             super().__init__(**kw)
+
+        async def _async_launch_kernel(self, kernel_cmd, **kw):
+            if stderr_path is None:
+                return await super()._async_launch_kernel(kernel_cmd, **kw)
+            stderr_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(stderr_path, "ab") as f:          # the kernel process keeps its own descriptor
+                return await super()._async_launch_kernel(kernel_cmd, **{**kw, "stderr": f})
     return IPCKernelManager
 
 
@@ -186,13 +196,17 @@ class _Kernels:
     run in their own sessions, which the terminal's SIGINT does not reach."""
 
     def __init__(self):
-        managers = self.managers = []
+        self.managers = []
 
-        class Recorded(ipc_kernel_manager()):
+    def manager_class(self, stderr_path: Path | None = None):
+        """A kernel manager class that records its instances (kernel stderr to `stderr_path`)."""
+        managers = self.managers
+
+        class Recorded(ipc_kernel_manager(stderr_path)):
             def __init__(self, **kw):
                 super().__init__(**kw)
                 managers.append(self)
-        self.manager_class = Recorded
+        return Recorded
 
     def kill(self) -> None:
         for km in self.managers:
@@ -217,17 +231,19 @@ def _wait_or_kill(pool: ThreadPoolExecutor, futures: list, kernels: _Kernels) ->
 
 
 def execute_all(notebooks: list, out_dir: Path, parameters: dict, jobs: int | None = None,
-                timeout: float | None = None) -> tuple:
+                timeout: float | None = None, log_dir: Path | None = None) -> tuple:
     """Execute `notebooks` into out_dir, `jobs` at a time (default: one per core), each kernel
     given n_jobs = cores // jobs training processes (unless `parameters` set n_jobs) and as many
-    threads. Returns ({name: seconds}, {name: failure message}), in the order of `notebooks`."""
+    threads; with `log_dir`, each kernel's own stderr goes to log_dir/<notebook>.kernel.log.
+    Returns ({name: seconds}, {name: failure message}), in the order of `notebooks`."""
     cores = os.cpu_count() or 1
     jobs = max(1, min(jobs or cores, len(notebooks)))
     per = max(1, cores // jobs)
     parameters, kernels = {"n_jobs": per, **parameters}, _Kernels()
     with _env_default("OMP_NUM_THREADS", str(per)), ThreadPoolExecutor(jobs) as pool:
         futures = {nb.name: pool.submit(_execute_logged, nb, out_dir / nb.name, parameters, out_dir, timeout,
-                                        kernels.manager_class) for nb in notebooks}
+                                        kernels.manager_class(log_dir and log_dir / f"{nb.stem}.kernel.log"))
+                   for nb in notebooks}
         _wait_or_kill(pool, list(futures.values()), kernels)
     timings, failures = {}, {}
     for name, f in futures.items():
@@ -320,7 +336,7 @@ def build(profile: str = "quick", notebooks=None, params=None, build_dir: Path =
     timeout = TIMEOUTS[profile] if timeout is None else timeout
     t0 = time.perf_counter()
     timings, failures = execute_all(start_order(chosen, profile), src / "notebooks",
-                                    {"profile": profile, **(params or {})}, jobs, timeout)
+                                    {"profile": profile, **(params or {})}, jobs, timeout, build_dir / "logs")
     wall = time.perf_counter() - t0
     timings = {nb.name: timings[nb.name] for nb in chosen if nb.name in timings}      # toc order
     atomic_write_json({"profile": profile, "seconds": timings, "failed": list(failures), "wall_seconds": wall},

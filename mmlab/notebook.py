@@ -41,10 +41,11 @@ def git_sha() -> str:
         return "unknown"
 
 
-SMOKE_BANNER = ("```{admonition} Smoke build\n:class: warning\nEvery number on this page comes from "
-                "seconds-long runs on a few hundred samples (profile `smoke`, what CI executes): the "
-                "numbers, figures and verdicts are not meaningful. Build with `make book` for the "
-                "quick profile.\n```")
+# HTML, not a MyST directive: a notebook's Markdown outputs are not parsed for directives
+SMOKE_BANNER = ('<div class="admonition warning mmlab-smoke"><p class="admonition-title">Smoke build</p>'
+                "<p>Every number on this page comes from seconds-long runs on a few hundred samples "
+                "(profile <code>smoke</code>, what CI executes): the numbers, figures and verdicts are not "
+                "meaningful. Build with <code>make book</code> for the quick profile.</p></div>")
 
 
 class Chapter:
@@ -58,7 +59,8 @@ class Chapter:
         viz.use_style()
         use_table_style()
         if profile == "smoke":
-            _display_markdown(SMOKE_BANNER)
+            from IPython.display import HTML, display
+            display(HTML(SMOKE_BANNER))
 
     @property
     def number(self) -> str:

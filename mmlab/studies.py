@@ -348,7 +348,9 @@ def accuracy_table(df: pd.DataFrame) -> pd.Series:
 
 
 def fmt_pm(mean: float, std: Optional[float], scale: float = 100.0, digits: int = 1) -> str:
-    """'mean ± std' in percent, as the book's tables print it."""
+    """'mean ± std' in percent, as the book's tables print it ("—" when there is no value)."""
+    if mean is None or np.isnan(mean):
+        return "—"
     if std is None or np.isnan(std):
         return f"{mean * scale:.{digits}f}"
     return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}"

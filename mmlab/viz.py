@@ -578,7 +578,15 @@ def learning_curves(hist, title: str = ""):
         sns.lineplot(hist[hist["modality"] == m], x="epoch", y="val_acc", hue="method", errorbar="sd",
                      palette=colors, ax=ax, marker="o", markersize=3)
         ax.set_title(m), ax.set_ylabel("val accuracy (per modality)" if ax is axes[0][0] else "")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        epochs = sorted(hist["epoch"].unique())
+        if len(epochs) <= 10:                 # few epochs (smoke: one) get a tick each
+            ax.set_xticks(epochs), ax.set_xlim(epochs[0] - 0.5, epochs[-1] + 0.5)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=5))
+    lo, hi = hist["val_acc"].min(), hist["val_acc"].max()
+    pad = max(0.02, 0.1 * (hi - lo))           # a flat curve (one epoch, smoke) gets a readable range
+    axes[0][0].set_ylim(max(0.0, lo - pad), min(1.0, hi + pad) if hi < 1.0 else 1.0 + pad / 4)
     figure_legend(fig)
     if title:
         fig.suptitle(title)

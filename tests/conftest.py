@@ -1,5 +1,6 @@
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -44,8 +45,14 @@ def pytest_collection_modifyitems(items):
 def smoke_run(tmp_path_factory):
     """The whole book executed once in the smoke profile, its notebooks in parallel (one per
     core, each within the profile's timeout), and rendered to HTML if all passed:
-    (build_dir, seconds per executed notebook, failure message per failed notebook)."""
+    (build_dir, seconds per executed notebook, failure message per failed notebook).
+    MMLAB_SMOKE_BUILD=<a smoke build's _build> reuses that build instead (to iterate on the
+    HTML tests; CI never sets it)."""
     from mmlab import book
+    if os.environ.get("MMLAB_SMOKE_BUILD"):      # iterate on the HTML tests over an existing smoke build
+        build_dir = Path(os.environ["MMLAB_SMOKE_BUILD"]).resolve()
+        timings = json.loads((build_dir / "timings.json").read_text())
+        return build_dir, timings["seconds"], {n: f"{n} failed in that build" for n in timings["failed"]}
     build_dir = tmp_path_factory.mktemp("book") / "_build"
     try:
         return build_dir, book.build("smoke", build_dir=build_dir), {}

@@ -245,3 +245,13 @@ def test_the_injected_parameters_cell_is_collapsed(tmp_path):
     injected = [c for c in cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert len(injected) == 1 and "hide-cell" in injected[0].metadata.tags
     assert cells[-1].outputs[0].text == "smoke\n"
+
+
+def test_kernel_logs_go_to_the_build_s_log_directory(tmp_path, capfd):
+    nb = synthetic_notebook(tmp_path / "01-ok.ipynb", "import sys; print('cell output'); sys.__stderr__.write('kernel noise\\n')")
+    (tmp_path / "out").mkdir()
+    timings, failures = book.execute_all([nb], tmp_path / "out", {"profile": "smoke"}, log_dir=tmp_path / "logs")
+    out, err = capfd.readouterr()
+    assert not failures and "kernel noise" not in out + err
+    assert "kernel noise" in (tmp_path / "logs" / "01-ok.kernel.log").read_text()
+    assert nbformat.read(tmp_path / "out" / nb.name, as_version=4).cells[-1].outputs[0].text == "cell output\n"

@@ -384,3 +384,11 @@ def test_convergence_legend_names_the_shading():
     fig = next(iter(rbfig.convergence(s, ablation_runs(s)).values()))
     handles = fig.legends[0].legend_handles
     assert any(isinstance(h, Patch) for h in handles)
+
+
+def test_one_epoch_learning_curves_are_clean():
+    """A smoke build trains one epoch: a single x value must not spawn fractional epoch ticks."""
+    rows = [dict(dataset="avmnist", method=m, seed=s, epoch=1, modality=mod, val_acc=1.0 if m != "alone" else 0.97)
+            for m in ("concat", "sum", "film", "gated", "late", "alone") for s in (0, 1) for mod in ("audio", "image")]
+    fig = viz.learning_curves(pd.DataFrame(rows), title="avmnist: per-modality validation accuracy")
+    assert viz.layout_problems(fig) == [] and [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["1"]

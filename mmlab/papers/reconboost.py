@@ -47,10 +47,26 @@ def record_standings(ledger, s: Studies) -> None:
             ledger.add_standings(standings(frame, s.label[p], "chapter 40, ReconBoost Tables 1-2 rows"))
 
 
-def recipes(s: Studies, methods) -> pd.DataFrame:
-    """Each method's recipe per dataset and protocol (Protocol.describe)."""
-    return pd.concat({(n, s.label[p]): RB_PROTOCOLS[p].describe(n, list(methods))
-                      for n in s.datasets for p in s.protocols})
+def recipes(s: Studies, methods) -> Dict[str, object]:
+    """Each method's recipe per dataset and protocol, compact (one cell per method and (dataset,
+    protocol): optimizer, lr, momentum, weight decay and options), each cell citing its source
+    as [k]; for mmlab.notebook.show: {title with the numbered sources: table}."""
+    cells, sources = {}, {}
+    for n in s.datasets:
+        for p in s.protocols:
+            for m in methods:
+                r = RB_PROTOCOLS[p].recipe(n, m)
+                k = sources.setdefault(r.source, len(sources) + 1)
+                opt = f"{r.optimizer.upper() if r.optimizer == 'sgd' else r.optimizer.capitalize()} {r.lr:g}"
+                if r.optimizer == "sgd":
+                    opt += f", momentum {r.momentum:g}"
+                opt += f", wd {r.weight_decay:g}" if r.weight_decay else ""
+                opts = ", ".join(f"{a} = {b}" for a, b in r.method_options.items())
+                cells.setdefault(m, {})[n, s.label[p]] = f"{opt}{'; ' + opts if opts else ''} [{k}]"
+    table = pd.DataFrame.from_dict(cells, orient="index")
+    table.columns = pd.MultiIndex.from_tuples(table.columns, names=["dataset", "protocol"])
+    notes = "\n".join(f"{k}. {src}" for src, k in sources.items())
+    return {f"Each method's optimizer (wd = weight decay), options and source [k]:\n\n{notes}": table}
 
 
 def stopped(runs: Dict[tuple, tuple], label: Dict[str, str]) -> pd.DataFrame:
