@@ -61,10 +61,13 @@ class RunConfig:
     probe_max_train: Optional[int] = 10000
     train_subset: Optional[int] = None                    # stratified seeded subsample of train (smoke runs)
     nonfinite: str = "raise"                              # NaN/inf loss: "raise", or "stop" and keep the best epoch
+    missing_rate: float = 0.0                             # each modality of each sample absent with this
+                                                          # probability, in train, val and test (MLA Table 2)
+    train_missing: dict = field(default_factory=dict)     # {modality: fraction of TRAINING samples without it}
 
     def __post_init__(self):
         check_options(self, RUN_RANGES, "")
-        for name in ("dataset_options", "method_options"):
+        for name in ("dataset_options", "method_options", "train_missing"):
             if not isinstance(getattr(self, name), dict):
                 raise ValueError(f"{name} must be a dict, got {getattr(self, name)!r}")
 
@@ -79,6 +82,8 @@ class RunConfig:
         amp = self.amp == "on" or (self.amp == "auto" and dev == "cuda")
         cfg = dict(self.to_dict(), method_options=_non_default(self.method_options, _method_defaults(self.method)),
                    dataset_options=_non_default(self.dataset_options, _dataset_defaults(self.dataset)))
+        # fields added later with a default that changes nothing stay out of the key (old runs keep theirs)
+        cfg = {k: v for k, v in cfg.items() if not (k in _KEY_OPTIONAL and v == _KEY_OPTIONAL[k])}
         return stable_hash({"config": cfg, "code": self.code_version(root), "device": dev, "amp": amp})
 
     def code_version(self, root=None) -> str:
@@ -90,6 +95,28 @@ class RunConfig:
     def train_config(self, **extra) -> TrainConfig:
         names = {f.name for f in fields(TrainConfig)}
         return TrainConfig(**{**{k: v for k, v in self.to_dict().items() if k in names}, **extra})
+
+
+# RunConfig fields left out of the cache key while they hold these values (fields added after
+# runs were cached: a run that does not use them keeps its key)
+_KEY_OPTIONAL = {"missing_rate": 0.0, "train_missing": {}}
+
+
+def run_transforms(cfg: RunConfig, info) -> tuple:
+    """(train transform, eval transform) of a run's missing-modality settings, or (None, None).
+    Masks are part of the data: fixed by the split (train seed 0, val/test seed 1), the same for
+    every training seed and method, so runs compare on the same missing pattern."""
+    from mmlab.data.transforms import Compose, DropModality, MissingModality
+    if not cfg.missing_rate and not cfg.train_missing:
+        return None, None
+    mods = info.modality_names
+    unknown = sorted(set(cfg.train_missing) - set(mods))
+    if unknown:
+        raise ValueError(f"train_missing names modalities {unknown} that {cfg.dataset!r} does not have; it has {mods}")
+    train = [MissingModality(mods, cfg.missing_rate, seed=0)] if cfg.missing_rate else []
+    train += [DropModality(mods, m, f, seed=0) for m, f in cfg.train_missing.items()]
+    evaluate = MissingModality(mods, cfg.missing_rate, seed=1) if cfg.missing_rate else None
+    return Compose(*train), evaluate
 
 
 @dataclass
@@ -226,7 +253,7 @@ def _train(cfg: RunConfig, progress: bool, checkpoint_dir, resume: bool) -> Resu
     method = build_method(cfg, splits.info, tcfg)
     method.run_config = cfg       # a method may reuse other cached runs (UMT's teachers)
     with clock("fit"):
-        trainer = Trainer(method, splits, tcfg).fit()
+        trainer = Trainer(method, splits, tcfg, *run_transforms(cfg, splits.info)).fit()
     with clock("test"):
         metrics = {"val": trainer.history[trainer.best["epoch"]]["val"] if trainer.history else {},
                    "test": evaluate_test(trainer, splits)}
@@ -347,7 +374,8 @@ def subsample_train(splits, n: int, seed: int):
 def evaluate_test(trainer: Trainer, splits) -> dict:
     """Test metrics of the validation-selected model: fused acc / mAP / macro-F1,
     per-modality accuracy (the method's own per-modality predictions) and joint-only
-    accuracy (other modalities' features zeroed) for multimodal models."""
+    accuracy (the method's fused prediction with only that modality present, through its
+    own predict: analysis.imbalance.joint_only_accuracy) for multimodal models."""
     p = trainer.predict(splits.test)
     y = p["labels"]
     out = classification_metrics(p["logits"], y)
@@ -355,7 +383,7 @@ def evaluate_test(trainer: Trainer, splits) -> dict:
     if len(trainer.model.modalities) > 1:
         loader = BatchLoader(splits.test, trainer.cfg.eval_batch_size, device=trainer.device,
                              transform=trainer.eval_transform)
-        out["joint_only"] = joint_only_accuracy(trainer.model, loader)
+        out["joint_only"] = joint_only_accuracy(trainer.model, loader, trainer.method.predict)
     return out
 
 

@@ -55,15 +55,29 @@ def mir_table(uni: Dict[str, float], mul: Dict[str, float]) -> dict:
 
 
 @torch.no_grad()
-def joint_only_accuracy(model, loader) -> Dict[str, float]:
-    """Accuracy of the trained joint model when only modality m is seen (the other
-    modalities' features zeroed before fusion), per modality. It measures how much the
-    fusion head uses m, which is often a larger loss than the encoder's own."""
+def joint_only_accuracy(model, loader, predict=None) -> Dict[str, float]:
+    """Accuracy of the trained joint model when only modality m is present, per modality:
+    the model's fused prediction on a batch whose mask marks the other modalities absent
+    (MultimodalNet.encode zeroes their features; a method whose fusion skips absent
+    modalities, e.g. MLA's, leaves them out). `predict(model, batch)` is the method's own
+    test-time prediction (default: the model's forward). Under a missing-modality protocol
+    only the samples that have m count. For feature-level fusions this is the fused logits
+    with every other modality's features zeroed: it measures how much the fusion head uses m,
+    which is often a larger loss than the encoder's own."""
     model.eval()
-    correct, n = {m: 0 for m in model.modalities}, 0
+    predict = predict or (lambda net, batch: net(batch))
+    order = model.mask_order
+    correct, n = {m: 0 for m in model.modalities}, {m: 0 for m in model.modalities}
     for batch in loader:
-        feats = model.encode(batch)
+        y = batch["label"]
+        have = batch.get("mask")
+        if have is None:
+            have = torch.ones(len(y), len(order), dtype=torch.bool, device=y.device)
         for m in model.modalities:
-            correct[m] += int((model.fusion.zeroed(feats, m).argmax(1) == batch["label"]).sum())
-        n += len(batch["label"])
-    return {m: c / n for m, c in correct.items()}
+            only = torch.zeros_like(have)
+            only[:, order.index(m)] = have[:, order.index(m)]
+            z = predict(model, {**batch, "mask": only}).logits
+            keep = only[:, order.index(m)]
+            correct[m] += int(((z.argmax(1) == y) & keep).sum())
+            n[m] += int(keep.sum())
+    return {m: correct[m] / max(n[m], 1) for m in model.modalities}

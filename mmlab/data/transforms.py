@@ -115,6 +115,35 @@ class MissingModality:
         return out
 
 
+class DropModality:
+    """One modality absent for a fixed `fraction` of the samples (chosen by a hash of (seed,
+    modality, dataset index)): its inputs zeroed and its column of batch["mask"] False, the other
+    modalities untouched (MLA Fig. 2's modality isolation: a growing share of one modality's
+    training data missing). Composes with MissingModality (the masks are and-ed)."""
+
+    def __init__(self, modalities: Sequence[str], modality: str, fraction: float, seed: int = 0):
+        self.modalities = _check(modalities, fraction, "fraction")
+        if modality not in self.modalities:
+            raise ValueError(f"modality {modality!r} is not one of {self.modalities}")
+        self.j, self.fraction, self.seed = self.modalities.index(modality), float(fraction), seed
+
+    def dropped(self, idx: torch.Tensor) -> torch.Tensor:
+        """Bool[B]: the samples without the modality."""
+        return hash_uniform(self.seed, 300 + self.j, idx) < self.fraction
+
+    def __call__(self, batch: dict, idx: torch.Tensor, epoch: int = 0) -> dict:
+        _require(batch, self.modalities)
+        out = dict(batch)
+        mask = batch.get("mask")
+        mask = torch.ones(len(idx), len(self.modalities), dtype=torch.bool) if mask is None else mask.clone()
+        gone = self.dropped(idx).to(mask.device)
+        mask[:, self.j] &= ~gone
+        m = self.modalities[self.j]
+        keep = (~gone).view(-1, *([1] * (batch[m].dim() - 1)))
+        out[m], out["mask"] = batch[m] * keep.to(batch[m].dtype), mask
+        return out
+
+
 class GaussianNoise:
     """Add N(0, std^2) noise to a fixed `fraction` of samples of the chosen modalities.
 

@@ -123,18 +123,22 @@ def qmf_confidence(logits: Dict[str, Tensor], temperature: float = 1.0, scale: f
 
 
 def qmf_weights(logits: Dict[str, Tensor], temperature: float = 1.0, scale: float = 0.1,
-                weighting: str = "softmax") -> Tensor:
+                weighting: str = "softmax", present: Tensor | None = None) -> Tensor:
     """Modality weights [B, M] (columns in dict order): softmax over modalities of the
-    confidence -scale * E (sums to 1 per sample), or the raw confidence (weighting="code")."""
+    confidence -scale * E (sums to 1 per sample), or the raw confidence (weighting="code").
+    `present` Bool[B, M]: an absent modality gets weight 0 (a sample with none keeps all)."""
     check_qmf_options(temperature, weighting)
     conf = qmf_confidence(logits, temperature, scale)
+    if present is not None:
+        present = present | ~present.any(1, keepdim=True)
+        conf = conf.masked_fill(~present, float("-inf")) if weighting == "softmax" else conf * present
     return conf.softmax(dim=1) if weighting == "softmax" else conf
 
 
 def qmf_combine(logits: Dict[str, Tensor], temperature: float = 1.0, scale: float = 0.1,
-                weighting: str = "softmax") -> Tensor:
+                weighting: str = "softmax", present: Tensor | None = None) -> Tensor:
     """Fused logits [B, C] = sum_m w_m z_m with detached weights w = qmf_weights(logits)."""
-    w = qmf_weights(logits, temperature, scale, weighting).detach()        # [B, M]
+    w = qmf_weights(logits, temperature, scale, weighting, present).detach()   # [B, M]
     z = torch.stack([v.float() for v in logits.values()])                  # [M, B, C]
     return torch.einsum("bm,mbc->bc", w, z)
 

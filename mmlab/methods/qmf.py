@@ -56,15 +56,17 @@ from mmlab.models import build_model
 from mmlab.models.fusion import SumFusion
 
 class QMFFusion(SumFusion):
-    """One linear head per modality (as "sum"); fused logits = qmf_combine(per-modality)."""
+    """One linear head per modality (as "sum"); fused logits = qmf_combine(per-modality), an
+    absent modality (`present`, a missing-modality protocol) weighted 0."""
+    masks = True
 
     def __init__(self, dims, num_classes, head: str = "linear", temperature: float = 1.0,
                  scale: float = 0.1, weighting: str = "softmax"):
         super().__init__(dims, num_classes, head=head)
         self.temperature, self.scale, self.weighting = temperature, scale, weighting
 
-    def forward(self, feats):
-        return qmf_combine(self.per_modality(feats), self.temperature, self.scale, self.weighting)
+    def forward(self, feats, present=None):
+        return qmf_combine(self.per_modality(feats), self.temperature, self.scale, self.weighting, present)
 
 
 @register("qmf")

@@ -35,6 +35,8 @@ def mlp3_head(in_dim: int, num_classes: int) -> nn.Module:
 
 
 class Fusion(nn.Module):
+    masks = False           # True: forward(feats, present=Bool[B, M]) leaves absent modalities out
+
     def __init__(self, dims: Dict[str, int], num_classes: int):
         super().__init__()
         self.modalities: List[str] = list(dims)
@@ -87,11 +89,17 @@ class SumFusion(_PerModalityHeads):
 
 @FUSIONS.register("late")
 class LateFusion(_PerModalityHeads):
-    """Per-modality heads; fused logits = log of the averaged softmax probabilities."""
+    """Per-modality heads; fused logits = log of the averaged softmax probabilities (over the
+    present modalities when `present` is given)."""
+    masks = True
 
-    def forward(self, feats):
-        logp = torch.stack([torch.log_softmax(z, -1) for z in self.per_modality(feats).values()])
-        return torch.logsumexp(logp, 0) - torch.log(torch.tensor(float(len(logp))))
+    def forward(self, feats, present=None):
+        logp = torch.stack([torch.log_softmax(z, -1) for z in self.per_modality(feats).values()])   # [M, B, C]
+        if present is None:
+            return torch.logsumexp(logp, 0) - torch.log(torch.tensor(float(len(logp))))
+        w = present.T.to(logp.dtype)                                                   # [M, B]
+        w = w / w.sum(0, keepdim=True).clamp(min=1)
+        return torch.logsumexp(logp + torch.log(w).unsqueeze(-1), 0)
 
 
 @FUSIONS.register("film")

@@ -42,11 +42,22 @@ class MultimodalNet(nn.Module):
                 feats[m] = feats[m] * col.unsqueeze(1).to(feats[m].dtype)
         return feats
 
-    def head(self, feats: Dict[str, torch.Tensor]) -> ModelOutput:
-        return ModelOutput(self.fusion(feats), self.fusion.per_modality(feats), feats)
+    def present(self, batch: dict, modalities=None) -> Optional[torch.Tensor]:
+        """Bool[B, M] presence of `modalities` (default: the model's) from batch["mask"], or None."""
+        mask = batch.get("mask")
+        if mask is None:
+            return None
+        return mask[:, [self.mask_order.index(m) for m in (modalities or self.modalities)]]
+
+    def head(self, feats: Dict[str, torch.Tensor], present: Optional[torch.Tensor] = None) -> ModelOutput:
+        """Fused and per-modality logits. A fusion that can leave absent modalities out (its
+        forward takes `present`, Bool[B, M]: late fusion, QMF, shared heads) gets the mask;
+        the others see the absent modalities' zeroed features."""
+        fused = self.fusion(feats, present=present) if present is not None and self.fusion.masks else self.fusion(feats)
+        return ModelOutput(fused, self.fusion.per_modality(feats), feats)
 
     def forward(self, batch: dict) -> ModelOutput:
-        return self.head(self.encode(batch))
+        return self.head(self.encode(batch), self.present(batch))
 
 
 def build_model(info, fusion: str = "concat", modalities=None, encoders: Optional[dict] = None,
