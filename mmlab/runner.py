@@ -38,7 +38,8 @@ from mmlab.utils import atomic_torch_save, atomic_write_bytes, atomic_write_json
 RUN_RANGES = {**{k: v for k, v in TRAIN_RANGES.items() if k != "eval_batch_size"},
               "val_fraction": dict(lo=0, hi=1, lo_open=True, hi_open=True),
               "probe_max_train": dict(lo=1, integer=True, allow_none=True),
-              "train_subset": dict(lo=1, integer=True, allow_none=True)}
+              "train_subset": dict(lo=1, integer=True, allow_none=True),
+              "missing_rate": dict(lo=0, hi=1, hi_open=True)}
 
 
 @dataclass
@@ -64,9 +65,13 @@ class RunConfig:
     missing_rate: float = 0.0                             # each modality of each sample absent with this
                                                           # probability, in train, val and test (MLA Table 2)
     train_missing: dict = field(default_factory=dict)     # {modality: fraction of TRAINING samples without it}
+    lr_step: Optional[int] = None                         # StepLR every lr_step epochs (TrainConfig)
+    lr_gamma: float = 0.1
+    track: tuple = ()                                     # per-epoch measurements (TrainConfig.track)
 
     def __post_init__(self):
         check_options(self, RUN_RANGES, "")
+        self.track = tuple(self.track)            # a list from JSON or the CLI names the same run
         for name in ("dataset_options", "method_options", "train_missing"):
             if not isinstance(getattr(self, name), dict):
                 raise ValueError(f"{name} must be a dict, got {getattr(self, name)!r}")
@@ -99,7 +104,7 @@ class RunConfig:
 
 # RunConfig fields left out of the cache key while they hold these values (fields added after
 # runs were cached: a run that does not use them keeps its key)
-_KEY_OPTIONAL = {"missing_rate": 0.0, "train_missing": {}}
+_KEY_OPTIONAL = {"missing_rate": 0.0, "train_missing": {}, "lr_step": None, "lr_gamma": 0.1, "track": ()}
 
 
 def run_transforms(cfg: RunConfig, info) -> tuple:

@@ -101,15 +101,17 @@ def summarize(df: pd.DataFrame, cols=("fused_acc", "per_modality_acc", "joint_on
 
 def variant_configs(dataset: str, variants: Dict[str, Tuple[str, dict]], seeds: Iterable[int],
                     with_unimodal: bool = True, recipe=None, **common) -> List[Tuple[str, RunConfig]]:
-    """(label, RunConfig) per seed for each named variant {label: (method, options)}, plus
-    each modality alone (label "unimodal") when with_unimodal; `recipe` as in study_configs."""
+    """(label, RunConfig) per seed for each named variant {label: (method, options)} or
+    {label: (method, options, run options)} (e.g. {"missing_rate": 0.3}), plus each modality
+    alone (label "unimodal") when with_unimodal; `recipe` as in study_configs."""
     pairs = []
     if with_unimodal:
         pairs += [("unimodal", c) for c in study_configs(dataset, (), seeds, recipe, **dict(common))]
     base_opts = common.pop("method_options", {})
     for seed in seeds:
-        for label, (method, opts) in variants.items():
+        for label, (method, opts, *run_opts) in variants.items():
             kw, mo = _with_recipe(recipe, method, common, {**base_opts, **opts})
+            kw = {**kw, **(run_opts[0] if run_opts else {})}
             pairs.append((label, RunConfig(dataset=dataset, method=method, seed=seed, method_options=mo, **kw)))
     return pairs
 

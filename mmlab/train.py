@@ -25,6 +25,8 @@ TRAIN_RANGES = {
     "weight_decay": dict(lo=0),
     "seed": dict(lo=0, integer=True),
     "eval_batch_size": dict(lo=1, integer=True),
+    "lr_step": dict(lo=1, integer=True, allow_none=True),
+    "lr_gamma": dict(lo=0, hi=1, lo_open=True),
 }
 CHOICES = {"optimizer": ("sgd", "adam", "adamw"), "amp": ("auto", "on", "off"), "nonfinite": ("raise", "stop")}
 
@@ -37,6 +39,16 @@ def check_options(obj, ranges: dict, owner: str) -> None:
     for name, valid in CHOICES.items():
         if hasattr(obj, name) and getattr(obj, name) not in valid:
             raise ValueError(f"{owner}{name} must be one of {valid}, got {getattr(obj, name)!r}")
+
+
+def _modality_gap(trainer) -> dict:
+    from mmlab.analysis.gap import epoch_gap
+    return epoch_gap(trainer)
+
+
+# per-epoch measurements a run can ask for (TrainConfig.track), each (trainer) -> plain values,
+# stored in the epoch's history row under "track"
+TRACKERS = {"modality_gap": _modality_gap}
 
 
 class CheckpointError(RuntimeError):
@@ -77,9 +89,15 @@ class TrainConfig:
     validate: bool = True            # False: no per-epoch validation; the last epoch is kept
     nonfinite: str = "raise"         # a NaN/inf loss: "raise" NonFiniteLossError, or "stop" training
                                      # there and keep the validation-selected epoch (Trainer.stopped)
+    lr_step: Optional[int] = None    # StepLR: every optimizer's lr x lr_gamma every lr_step epochs
+    lr_gamma: float = 0.1
+    track: tuple = ()                # per-epoch measurements on val, by name (TRACKERS), in history
 
     def __post_init__(self):
         check_options(self, TRAIN_RANGES, "TrainConfig: ")
+        unknown = sorted(set(self.track) - set(TRACKERS))
+        if unknown:
+            raise ValueError(f"TrainConfig: unknown track {unknown}; known: {sorted(TRACKERS)}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -205,15 +223,29 @@ class Trainer:
         self.meter.reset()
         t0 = time.perf_counter()
         self.method.on_epoch_start(self, epoch)
+        self.apply_lr_schedule(epoch)
         self.method.train_epoch(self, train_loader, epoch)
         self.method.on_epoch_end(self, epoch)
         self._end_epoch(epoch, time.perf_counter() - t0)
+
+    def apply_lr_schedule(self, epoch: int) -> None:
+        """StepLR by epoch (cfg.lr_step): each param group's lr = its initial lr x
+        lr_gamma^(epoch // lr_step), for every optimizer the method holds now (a method that
+        creates optimizers per stage gets the epoch's rate too); a no-op without lr_step."""
+        if not self.cfg.lr_step:
+            return
+        factor = self.cfg.lr_gamma ** (epoch // self.cfg.lr_step)
+        for opt in self.method.optimizers.values():
+            for g in opt.param_groups:
+                g["lr"] = g.setdefault("initial_lr", g["lr"]) * factor
 
     def _end_epoch(self, epoch: int, train_s: float) -> None:
         t0 = time.perf_counter()
         val = self.evaluate(self.splits.val) if self.cfg.validate else {}
         row = {"epoch": epoch, "train_s": train_s, "val_s": time.perf_counter() - t0,
                "train": self.meter.summary(), "val": val}
+        if self.cfg.track:
+            row["track"] = {name: TRACKERS[name](self) for name in self.cfg.track}
         self.history.append(row)
         if not self.cfg.validate:                                    # keep the last epoch
             self.best = {"epoch": epoch, "score": -math.inf, "loss": math.inf, "state": None}

@@ -2,6 +2,8 @@
 method does, shown on small synthetic problems."""
 import math
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -12,9 +14,9 @@ from mmlab.runner import RunConfig, run, run_transforms
 from mmlab.train import TrainConfig, Trainer
 
 
-def _trainer(method="mla", epochs=1, lr=0.1, seed=0, **opts):
+def _trainer(method="mla", epochs=1, lr=0.1, seed=0, optimizer="sgd", **opts):
     splits = load_dataset("synthetic", seed=seed)
-    cfg = TrainConfig(epochs=epochs, optimizer="sgd", lr=lr, momentum=0.0, device="cpu", seed=seed)
+    cfg = TrainConfig(epochs=epochs, optimizer=optimizer, lr=lr, momentum=0.0, device="cpu", seed=seed)
     t = Trainer(METHODS.get(method)(splits.info, cfg, **opts), splits, cfg)
     t.setup()
     return t, splits
@@ -152,3 +154,55 @@ def test_bad_options_name_what_is_allowed(opts, message):
     splits = load_dataset("synthetic")
     with pytest.raises(ValueError, match=message):
         METHODS.get("mla")(splits.info, TrainConfig(), **opts)
+
+
+@pytest.mark.parametrize("method", ["ae", "mmin"])
+def test_imputers_reconstruct_a_hidden_modality_better_than_zeros(method):
+    """Table 2's baselines: trained, the imputation of a hidden modality's features is closer to
+    its real features than the zeros a plain joint model would see."""
+    t, splits = _trainer(method, epochs=8, lr=1e-3, optimizer="adam")
+    t.fit()
+    model = t.model.eval()
+    batch = next(iter(BatchLoader(splits.test, 400)))
+    with torch.no_grad():
+        feats = model.encode(batch)
+        present = torch.ones(len(batch["label"]), 2, dtype=torch.bool)
+        present[:, 0] = False
+        shown = {"m0": torch.zeros_like(feats["m0"]), "m1": feats["m1"]}
+        full = model.fusion.imputer(shown, present)
+    err = float(((full["m0"] - feats["m0"]) ** 2).mean())
+    zeros = float((feats["m0"] ** 2).mean())
+    assert err < 0.7 * zeros, (err, zeros)
+    assert torch.equal(full["m1"], feats["m1"])                      # present features are kept
+
+
+def test_imputers_leave_complete_samples_alone():
+    t, splits = _trainer("ae")
+    feats = t.model.encode(_batch(splits))
+    full = t.model.fusion.imputer(feats, torch.ones(64, 2, dtype=torch.bool))
+    assert all(torch.equal(full[m], feats[m]) for m in feats)
+
+
+def test_modality_gap_matches_a_hand_computation():
+    from mmlab.analysis.gap import modality_gap
+    a = np.array([[3.0, 4.0], [0.0, 2.0]])          # unit rows (0.6, 0.8), (0, 1): centroid (0.3, 0.9)
+    b = np.array([[1.0, 0.0], [5.0, 0.0]])          # unit rows (1, 0), (1, 0): centroid (1, 0)
+    assert modality_gap({"a": a, "b": b})["a|b"] == pytest.approx(math.hypot(0.7, 0.9))
+    assert modality_gap({"a": a, "b": 10 * a})["a|b"] == pytest.approx(0.0)     # scale does not matter
+
+
+def test_the_gap_is_tracked_per_epoch(run_cache):
+    r = run(RunConfig(dataset="synthetic", method="mla", epochs=2, device="cpu", probe=False, track=("modality_gap",)))
+    assert [set(h["track"]["modality_gap"]) for h in r.history] == [{"m0|m1"}, {"m0|m1"}]
+
+
+def test_pretrained_encoders_come_from_the_held_out_pool(run_cache):
+    from mmlab.methods.pretrain import pretrain_config
+    from mmlab.runner import cached_result
+    cfg = RunConfig(dataset="mfeat", method="concat", epochs=2, device="cpu", probe=False,
+                    method_options={"pretrained": True, "pretrain_epochs": 3})
+    scratch = run(RunConfig(dataset="mfeat", method="concat", epochs=2, device="cpu", probe=False))
+    pre = run(cfg)
+    first = pretrain_config(cfg, "fou", {}, 3)
+    assert first.dataset_options["pool"] == "held_out" and cached_result(first) is not None
+    assert pre.metrics["test"]["acc"] != scratch.metrics["test"]["acc"]

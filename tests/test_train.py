@@ -222,3 +222,18 @@ def test_a_diverged_objective_can_stop_training_at_the_best_epoch_before_it(spli
     with pytest.raises(NonFiniteLossError, match="epoch 0"):
         cfg0 = TrainConfig(device="cpu", epochs=2, nonfinite="stop")
         Trainer(_NaNMethod(splits.info, cfg0), splits, cfg0).fit()
+
+
+def test_step_lr_schedule_scales_every_optimizer_per_epoch():
+    from mmlab.data import load_dataset
+    from mmlab.methods import METHODS
+    from mmlab.train import TrainConfig, Trainer
+    splits = load_dataset("synthetic")
+    cfg = TrainConfig(epochs=5, optimizer="sgd", lr=0.1, lr_step=2, lr_gamma=0.5, device="cpu", validate=False)
+    seen = []
+    method = METHODS.get("concat")(splits.info, cfg)
+    real = method.train_epoch
+    method.train_epoch = lambda t, loader, epoch: (seen.append(method.optimizers["main"].param_groups[0]["lr"]),
+                                                   real(t, loader, epoch))
+    Trainer(method, splits, cfg).fit()
+    assert seen == pytest.approx([0.1, 0.1, 0.05, 0.05, 0.025])

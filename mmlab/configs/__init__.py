@@ -78,9 +78,11 @@ class Recipe:
     weight_decay: float = 0.0
     method_options: Dict = field(default_factory=dict)
     source: str = ""
+    lr_step: Optional[int] = None        # StepLR every lr_step epochs (x0.1), as the paper's schedule
 
     def run_kwargs(self) -> dict:
-        return dict(optimizer=self.optimizer, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
+        out = dict(optimizer=self.optimizer, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
+        return {**out, "lr_step": self.lr_step} if self.lr_step else out
 
 
 @dataclass(frozen=True)

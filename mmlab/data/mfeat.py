@@ -48,6 +48,11 @@ for every method).
 
 Split: stratified `test_fraction` (0.2) with constant `split_seed` (0), so test is the
 same for every training `seed`; val is a stratified split of the rest by `seed`.
+
+`pool="held_out"`: train (and val) are the training-pool digits the benchmark leaves out
+(140 per class with the default 20), standardised like the benchmark, test unchanged: data
+outside the benchmark's pairing, on which encoders are pretrained for the stand-in of MLA's
+CLIP experiment (Tables 4 / 7; mmlab.methods.pretrain).
 """
 from __future__ import annotations
 
@@ -106,14 +111,17 @@ def _prepare(opts: dict) -> dict:
         feats[v], y = load_view(v)
     tr, te = train_test_split(np.arange(N_ROWS), test_size=opts["test_fraction"],
                               random_state=opts["split_seed"], stratify=y)
+    rest = tr[:0]
     if opts["train_per_class"] is not None:     # a fixed, stratified subsample of the training pool
-        tr, _ = train_test_split(tr, train_size=opts["train_per_class"] * 10, random_state=opts["split_seed"],
-                                 stratify=y[tr])
-    tr, te = torch.from_numpy(np.sort(tr)), torch.from_numpy(np.sort(te))
+        tr, rest = train_test_split(tr, train_size=opts["train_per_class"] * 10, random_state=opts["split_seed"],
+                                    stratify=y[tr])
+    bench = torch.from_numpy(np.sort(tr))       # the benchmark's training rows: they fix the standardisation
+    tr = torch.from_numpy(np.sort(rest)) if opts.get("pool") == "held_out" else bench
+    te = torch.from_numpy(np.sort(te))
     out = {"train_y": torch.from_numpy(y)[tr], "test_y": torch.from_numpy(y)[te]}
     for k, (v, x) in enumerate(feats.items()):
         x = torch.from_numpy(x)                                    # [2000, dim]
-        mean, std = fit_standardizer(x[tr], dims=0)
+        mean, std = fit_standardizer(x[bench], dims=0)
         x = (x - mean) / std
         noise = opts["view_noise"].get(v, 0.0)
         if noise > 0:       # fixed per-sample noise (drawn once from split_seed, per view)
@@ -139,7 +147,8 @@ def _view_noise(views, view_noise) -> dict:
 
 @register_dataset("mfeat")
 def build(seed: int = 0, val_fraction: float = 0.1, *, variant: str = "calibrated", views=PRESET,
-          train_per_class=PRESET, view_noise=PRESET, test_fraction: float = 0.2, split_seed: int = 0) -> Splits:
+          train_per_class=PRESET, view_noise=PRESET, test_fraction: float = 0.2, split_seed: int = 0,
+          pool: str = "benchmark") -> Splits:
     knobs = resolve_variant("mfeat", VARIANTS, variant,
                             dict(views=views, train_per_class=train_per_class, view_noise=view_noise))
     views = knobs["views"]
@@ -154,8 +163,13 @@ def build(seed: int = 0, val_fraction: float = 0.1, *, variant: str = "calibrate
     check_knob("mfeat", "train_per_class", knobs["train_per_class"], 2, pool_per_class, integer=True,
                allow_none=True)
     tpc = None if knobs["train_per_class"] is None else int(knobs["train_per_class"])
+    if pool not in ("benchmark", "held_out") or (pool == "held_out" and tpc is None):
+        raise ValueError(f"mfeat: pool must be 'benchmark' or 'held_out' (the training-pool digits the benchmark "
+                         f"leaves out, which needs train_per_class), got pool={pool!r}, train_per_class={tpc}")
     opts = dict(views=views, train_per_class=tpc, view_noise=_view_noise(views, knobs["view_noise"]),
                 test_fraction=float(test_fraction), split_seed=split_seed)
+    if pool == "held_out":
+        opts["pool"] = pool
     d = cached_prepare("mfeat", opts, lambda: _prepare(opts))
     pool = MMData({v: d[f"train_{v}"] for v in views}, d["train_y"])
     train, val = stratified_val_split(pool, val_fraction, seed)

@@ -67,8 +67,15 @@ class Method:
     run_config = None     # the RunConfig when run by mmlab.runner (lets a method reuse cached runs)
 
     def __init__(self, info, train_cfg, modalities=None, encoders=None, feature_dim: int = 128,
-                 head: str = "linear", encoder_options=None, fusion: str | None = None):
+                 head: str = "linear", encoder_options=None, fusion: str | None = None, pretrained: bool = False,
+                 pretrain_epochs: int = 20):
         self.info, self.cfg = info, train_cfg
+        # pretrained=True: every encoder starts from a unimodal run on data outside the benchmark
+        # (mmlab.methods.pretrain; the stand-in of MLA's CLIP encoders)
+        if not isinstance(pretrained, bool) or not (isinstance(pretrain_epochs, int) and pretrain_epochs >= 1):
+            raise ValueError(f"pretrained must be True/False and pretrain_epochs an integer >= 1, got "
+                             f"{pretrained!r}, {pretrain_epochs!r}")
+        self.pretrained, self.pretrain_epochs = pretrained, pretrain_epochs
         if fusion is not None:        # e.g. fusion="mmtm" for the "OGM-GE + MMTM" rows
             self.fusion = fusion
         self.modalities = list(modalities or info.modality_names)
@@ -85,6 +92,11 @@ class Method:
 
     # --- loop-level hooks -------------------------------------------------------------
     def on_fit_start(self, trainer) -> None:
+        if self.pretrained:
+            from mmlab.methods.pretrain import pretrained_encoders
+            for m, state in pretrained_encoders(self.run_config, self.modalities, self.model_kwargs,
+                                                self.pretrain_epochs).items():
+                trainer.model.encoders[m].load_state_dict(state)
         self.optimizers = self.configure_optimizers(trainer.model)
 
     def on_epoch_start(self, trainer, epoch: int) -> None:
