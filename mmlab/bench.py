@@ -5,6 +5,8 @@ trainer-overhead: the same model, data, optimizer and number of steps, trained b
   alternating runs; prints the median time ratio last: `trainer_overhead_ratio <x>`.
 epoch-time: median wall seconds per pass over the training set, first pass excluded
   (so methods with stages compare fairly); prints `s_per_pass <x>` last.
+mla-speed: MLA and concat seconds per pass on the same setup, MLA per modality against concat
+  (target <= 1.3x) and against the toolkit's MLA figure.
 baselines-speed: epoch-time of reconboost / ogm_ge / concat / pmr on the ReconBoost speed
   setup (mfeat fac + fou, MLP encoders 216|76 -> 128 -> 64, batch 64, SGD, 2 threads) beside a
   popular toolkit's per-pass seconds; the target is <= 0.8x those.
@@ -121,6 +123,30 @@ def baselines_speed(args) -> None:
               f"{'ok' if s <= 0.8 * ref else 'ABOVE 0.8x target'}", flush=True)
 
 
+def mla_speed(args) -> None:
+    """MLA against concat on the speed setup of baselines-speed (mfeat fac + fou, MLP encoders,
+    SGD, 2 threads), beside the toolkit's MLA figure (which skips the projection it claims).
+    MLA steps once per modality per batch: the target is <= 1.3x concat's s/pass per modality."""
+    torch.set_num_threads(args.threads)
+    data = {"views": ("fac", "fou"), "train_per_class": None}
+    mopts = {"feature_dim": 64, "encoder_options": {"fac": {"hidden": 128}, "fou": {"hidden": 128}}}
+    s = {}
+    for label, method, extra in (("concat", "concat", {}), ("mla", "mla", {}),
+                                 ("mla, projection never applied", "mla", {"projection": "never"})):
+        s[label] = statistics.median(_seconds_per_pass("mfeat", method, args.epochs, 64, "cpu", data,
+                                                       {**mopts, **extra}, "sgd", 0.01)[1:])
+        print(f"{label:32s} s_per_pass {s[label]:.4f}", flush=True)
+    per_modality = s["mla"] / 2
+    print(f"mla per modality / concat {per_modality / s['concat']:.2f} (target <= 1.3); "
+          f"projection cost x{s['mla'] / s['mla, projection never applied']:.2f}; "
+          f"mla / toolkit {s['mla'] / TOOLKIT_MLA_S_PER_PASS:.2f} (toolkit {TOOLKIT_MLA_S_PER_PASS} s, projection skipped)")
+    print(f"mla_per_modality_ratio {per_modality / s['concat']:.4f}")
+
+
+# the same toolkit's MLA on that setup (its projection is never applied), seconds per pass
+TOOLKIT_MLA_S_PER_PASS = 0.038
+
+
 def book(args) -> None:
     import json
     import os
@@ -223,6 +249,9 @@ def main(argv=None) -> None:
     c = sub.add_parser("baselines-speed", help="the ReconBoost speed targets (mfeat fac+fou, MLP 128->64, SGD)")
     c.add_argument("--epochs", type=int, default=8)
     c.add_argument("--threads", type=int, default=2)
+    m = sub.add_parser("mla-speed", help="MLA vs concat on the baselines-speed setup")
+    m.add_argument("--epochs", type=int, default=8)
+    m.add_argument("--threads", type=int, default=2)
     d = sub.add_parser("book", help="build a profile's book on an empty cache; seconds per phase")
     d.add_argument("--profile", default="quick", choices=("smoke", "quick", "full"))
     d.add_argument("--cache", help="cache directory (default: a new one under _build/)")
@@ -236,7 +265,7 @@ def main(argv=None) -> None:
     if args.cmd == "book" and args.no_build and not args.cache:
         p.error("--no-build needs --cache DIR (the cache of the build to break down)")
     {"trainer-overhead": trainer_overhead, "epoch-time": epoch_time, "baselines-speed": baselines_speed,
-     "book": book, "cache-validity": cache_validity}[args.cmd](args)
+     "book": book, "cache-validity": cache_validity, "mla-speed": mla_speed}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -251,3 +251,16 @@ def test_mmtm_gradients_reach_every_encoder_feature(splits):
 def test_concat_with_mmtm_fusion_runs():
     res = _finite_run("concat", fusion="mmtm")
     assert res.config["method_options"] == {"fusion": "mmtm"}
+
+
+def test_one_way_gated_fusion_is_the_first_modality_gating_the_others():
+    """gate="one" (MLA's BiGated description, OGM-GE's code): h = sigmoid(V_1 f_1) * sum V_m f_m."""
+    from mmlab.models.fusion import GatedFusion
+    torch.manual_seed(0)
+    g = GatedFusion({"a": 3, "b": 3}, 2, gate="one")
+    f = {"a": torch.randn(4, 3), "b": torch.randn(4, 3)}
+    h = torch.sigmoid(g.value["a"](f["a"])) * g.value["b"](f["b"])
+    assert torch.allclose(g(f), g.head(h))
+    f2 = {"a": f["a"], "b": f["b"] + 1.0}                   # only b's side moves: the gate on a is fixed
+    assert torch.allclose(g(f2) - g.head(torch.sigmoid(g.value["a"](f["a"])) * g.value["b"](f2["b"])),
+                          torch.zeros(4, 2), atol=1e-6)

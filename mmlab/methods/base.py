@@ -68,7 +68,7 @@ class Method:
 
     def __init__(self, info, train_cfg, modalities=None, encoders=None, feature_dim: int = 128,
                  head: str = "linear", encoder_options=None, fusion: str | None = None, pretrained: bool = False,
-                 pretrain_epochs: int = 20):
+                 pretrain_epochs: int = 20, fusion_options=None):
         self.info, self.cfg = info, train_cfg
         # pretrained=True: every encoder starts from a unimodal run on data outside the benchmark
         # (mmlab.methods.pretrain; the stand-in of MLA's CLIP encoders)
@@ -81,11 +81,13 @@ class Method:
         self.modalities = list(modalities or info.modality_names)
         self.model_kwargs = dict(encoders=encoders, feature_dim=feature_dim, head=head,
                                  encoder_options=encoder_options)
+        self.fusion_options = dict(fusion_options or {})      # e.g. {"gate": "one"} for fusion "gated"
         self.optimizers: Dict[str, torch.optim.Optimizer] = {}
 
     # --- model and optimizers ---------------------------------------------------------
     def build_model(self) -> nn.Module:
-        return build_model(self.info, fusion=self.fusion, modalities=self.modalities, **self.model_kwargs)
+        return build_model(self.info, fusion=self.fusion, modalities=self.modalities, **self.model_kwargs,
+                           fusion_options=self.fusion_options)
 
     def configure_optimizers(self, model: nn.Module) -> Dict[str, torch.optim.Optimizer]:
         return {"main": make_optimizer(model.parameters(), self.cfg)}

@@ -4,7 +4,8 @@ cross-entropy loss over the fused logits, one optimizer step per batch.
 - concat: features concatenated, linear head (per-modality logits: sliced weights + b/M)
 - sum:    one linear head per modality, logits summed
 - film:   FiLM (Perez et al. 2018), the last modality modulated by the others
-- gated:  BiGated fusion (as in OGM-GE's code), generalised to M modalities
+- gated:  gated fusion, every modality gated by the others (fusion_options={"gate": "one"}: the
+          one-directional form of OGM-GE's code and MLA's "BiGated" description)
 These are the "joint training" rows of every paper's tables.
 """
 from mmlab.methods.base import Method, register
@@ -31,4 +32,4 @@ class FiLM(Method):
 @register("gated")
 class Gated(Method):
     fusion = "gated"
-    description = "joint training, BiGated fusion (sigmoid gates from the other modalities)"
+    description = "joint training, gated fusion (sigmoid gates from the other modalities; gate='one': one-way)"

@@ -122,18 +122,34 @@ class FiLMFusion(Fusion):
 
 @FUSIONS.register("gated")
 class GatedFusion(Fusion):
-    """Bi-directional gated fusion (BiGated, as in OGM-GE's code), for M modalities:
-    h = sum_m sigmoid(G_m(cat of the other modalities)) * V_m(f_m), logits = head(h)."""
+    """Gated fusion for M modalities; logits = head(h).
 
-    def __init__(self, dims, num_classes, head: str = "linear", hidden: int | None = None):
+    gate="bi" (default): every modality gated by the others,
+        h = sum_m sigmoid(G_m(cat of the other modalities)) * V_m(f_m).
+    gate="one": the form MLA describes for its "BiGated" row (App. A.2: one modality's hidden
+        state, through a sigmoid, gates the other hidden states before the output layer) and
+        OGM-GE's code implements (its GatedFusion gates one direction, chosen by a flag): the
+        first modality's hidden state gates the sum of the others',
+        h = sigmoid(V_1(f_1)) * sum_{m>1} V_m(f_m).
+    (The two-sided "bi" form is ours, generalising to M modalities; an earlier docstring
+    attributed it to OGM-GE's code, which gates one side only.)"""
+
+    def __init__(self, dims, num_classes, head: str = "linear", hidden: int | None = None, gate: str = "bi"):
         super().__init__(dims, num_classes)
-        hidden = hidden or max(dims.values())
+        if gate not in ("bi", "one"):
+            raise ValueError(f"gated fusion: gate must be 'bi' or 'one', got {gate!r}")
+        hidden, self.gate_form = hidden or max(dims.values()), gate
         others = {m: sum(d for n, d in dims.items() if n != m) for m in dims}
         self.value = nn.ModuleDict({m: nn.Linear(d, hidden) for m, d in dims.items()})
-        self.gate = nn.ModuleDict({m: nn.Linear(others[m], hidden) for m in dims})
+        if gate == "bi":
+            self.gate = nn.ModuleDict({m: nn.Linear(others[m], hidden) for m in dims})
         self.head = HEADS.get(head)(hidden, num_classes)
 
     def forward(self, feats):
+        if self.gate_form == "one":
+            first, *rest = self.modalities
+            return self.head(torch.sigmoid(self.value[first](feats[first]))
+                             * sum(self.value[m](feats[m]) for m in rest))
         h = 0
         for m in self.modalities:
             ctx = torch.cat([feats[n] for n in self.modalities if n != m], 1)

@@ -61,7 +61,8 @@ class MultimodalNet(nn.Module):
 
 
 def build_model(info, fusion: str = "concat", modalities=None, encoders: Optional[dict] = None,
-                feature_dim: int = 128, head: str = "linear", encoder_options: Optional[dict] = None) -> MultimodalNet:
+                feature_dim: int = 128, head: str = "linear", encoder_options: Optional[dict] = None,
+                fusion_options: Optional[dict] = None) -> MultimodalNet:
     """Build encoders for `modalities` (default: all of the dataset's) and a fusion.
 
     info: a DatasetInfo; encoders overrides the default encoder name per modality
@@ -90,4 +91,8 @@ def build_model(info, fusion: str = "concat", modalities=None, encoders: Optiona
                             f"{info.modalities[m]}): {e}; pass its arguments with "
                             f"encoder_options={{{m!r}: {{...}}}}") from None
     dims = {m: e.out_dim for m, e in encs.items()}
-    return MultimodalNet(encs, FUSIONS.get(fusion)(dims, info.num_classes, head=head), info.modality_names)
+    try:
+        fused = FUSIONS.get(fusion)(dims, info.num_classes, head=head, **(fusion_options or {}))
+    except TypeError as e:
+        raise TypeError(f"fusion {fusion!r} rejected fusion_options {fusion_options}: {e}") from None
+    return MultimodalNet(encs, fused, info.modality_names)
