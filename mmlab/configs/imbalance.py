@@ -11,7 +11,7 @@ declared these numbers): avmnist audio 71.1, image 58.2, concat 81.1, UME 85.3; 
 84.2, UME 85.3; watch concat 76.0, UME 79.5; cgm gray alone 90.6, concat 29.0 (README's benchmark
 table has every stand-in).
 Quick-profile run time (2-core CPU, empty cache, `make book`, two notebooks at a time):
-00 107 s, 01 349 s.
+00 103 s, 01 388 s (the whole book of nine chapters 23.1 min).
 """
 from __future__ import annotations
 

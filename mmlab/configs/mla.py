@@ -16,10 +16,10 @@ audio-visual stand-in does not converge within a quick budget (30 passes: MLA 40
 30.3 %, still climbing; 100 passes cost ~60 s a run), so the quick profile runs the paper
 recipe on mfeat only (100 epochs, under 2 s a run) and the full profile on both.
 
-Expected (quick, 3 seeds, test %; measured 2026-12-02 on seed 0 while building): mfeat equal
-budget MLA 85.5, concat 84.3; paper recipe MLA 75.5, concat 77.2, late 76.7, QMF 83.8; avmnist
-equal budget MLA 84.7, concat 83.5. Quick run time of the three chapters: see the notebooks'
-metadata (`mmlab.minutes`), measured in the book build.
+Expected (quick profile, 3 seeds, test %, measured 2026-12-02): avmnist equal budget MLA 84.4,
+concat 81.1, QMF 84.0, late 79.6; mfeat equal budget MLA 84.8, concat 84.2, QMF 86.4; mfeat
+paper recipe MLA 73.0, concat 74.5, QMF 81.5. Quick run time (2-core CPU, empty cache, `make
+book`, two notebooks at a time): 30 165 s, 31 125 s, 32 38 s (the whole book 23.1 min).
 """
 from __future__ import annotations
 

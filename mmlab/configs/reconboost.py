@@ -11,8 +11,8 @@ Expected (quick profile, 3 seeds, test accuracy %, measured 2026-12-02; equal bu
 recipe): avmnist concat 81.1 / 76.0, UME 85.3 / 89.4, ReconBoost weighted CE (code form) 80.3 /
 73.2, KL (paper form) 74.3 / 63.1; mfeat concat 84.2 / 83.8, UME 85.3 / 85.7, ReconBoost code form
 85.1 / 74.5, KL form 84.8 / 77.2.
-Quick-profile run time (2-core CPU, empty cache, `make book`, two notebooks at a time): 40 1030 s,
-41 245 s, 42 39 s, 43 543 s (41-43 reuse 40's runs; the whole book 19.7 min).
+Quick-profile run time (2-core CPU, empty cache, `make book`, two notebooks at a time): 40 1010 s,
+41 236 s, 42 39 s, 43 613 s (41-43 reuse 40's runs; the whole book of nine chapters 23.1 min).
 
 Contents: the protocols (RB_SPECS_*, RB_PROTOCOLS, recipes), the Table 1 / 2 rows (RB_MAIN,
 RB_FORMS), the variant sets of Tables 4 / 14 and the ablations (rb_*_variants), the paper's
