@@ -159,10 +159,29 @@ class Trainer:
                 f"NaN/inf, or try amp='off'. Checkpoints up to the last finished epoch are kept.")
 
     def optimize(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
-        """zero_grad, (scaled) backward, method.on_after_backward (grads unscaled), step."""
+        """One plain step: backward(loss) then step(optimizer)."""
+        self.backward(loss, optimizer)
+        self.step_optimizer(optimizer)
+
+    def backward(self, loss: torch.Tensor, optimizer: Optional[torch.optim.Optimizer] = None,
+                 zero_grad: bool = True) -> None:
+        """Check the loss is finite, zero `optimizer`'s gradients (unless zero_grad=False) and
+        backpropagate the (AMP-scaled) loss. Gradients stay scaled until step_optimizer: a method
+        that needs their values before the step (SAM's perturbation) reads unscaled_grads()."""
         self.check_finite(loss)
-        optimizer.zero_grad(set_to_none=True)
+        if zero_grad and optimizer is not None:
+            optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+
+    def unscaled_grads(self, params) -> list:
+        """The gradients of `params` divided by the AMP loss scale (copies; None where a
+        parameter has no gradient), without GradScaler.unscale_, which may run once per step."""
+        inv = 1.0 / self.scaler.get_scale() if self.scaler.is_enabled() else 1.0
+        return [None if p.grad is None else p.grad.detach().float() * inv for p in params]
+
+    def step_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        """Unscale the gradients, method.on_after_backward (edit them), step, update the scaler
+        and count the step: the end of every training step, however many backward passes it had."""
         self.scaler.unscale_(optimizer)
         self.method.on_after_backward(self, optimizer)
         self.scaler.step(optimizer)

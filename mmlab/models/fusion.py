@@ -12,6 +12,7 @@ modality predicts on its own inside the joint model:
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Dict, List
 
 import torch
@@ -30,8 +31,10 @@ def linear_head(in_dim: int, num_classes: int) -> nn.Module:
 
 @HEADS.register("mlp3")
 def mlp3_head(in_dim: int, num_classes: int) -> nn.Module:
-    """MIE's head: FC(D, 256) -> ReLU -> FC(256, 64) -> FC(64, C)."""
-    return nn.Sequential(nn.Linear(in_dim, 256), nn.ReLU(), nn.Linear(256, 64), nn.Linear(64, num_classes))
+    """MIE's head: FC(D, 256) -> ReLU -> FC(256, 64) -> FC(64, C), layers named fc1, relu, fc2, fc3
+    (MIE modifies the gradients of matching named layers between modalities)."""
+    return nn.Sequential(OrderedDict([("fc1", nn.Linear(in_dim, 256)), ("relu", nn.ReLU()),
+                                      ("fc2", nn.Linear(256, 64)), ("fc3", nn.Linear(64, num_classes))]))
 
 
 class Fusion(nn.Module):
