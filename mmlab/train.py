@@ -46,9 +46,14 @@ def _modality_gap(trainer) -> dict:
     return epoch_gap(trainer)
 
 
+def _method_record(trainer) -> dict:
+    return trainer.method.epoch_track(trainer)
+
+
 # per-epoch measurements a run can ask for (TrainConfig.track), each (trainer) -> plain values,
-# stored in the epoch's history row under "track"
-TRACKERS = {"modality_gap": _modality_gap}
+# stored in the epoch's history row under "track"; "method": the method's own record of the
+# epoch (Method.epoch_track, e.g. MIE's accuracy after each modality phase)
+TRACKERS = {"modality_gap": _modality_gap, "method": _method_record}
 
 
 class CheckpointError(RuntimeError):

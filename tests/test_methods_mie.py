@@ -221,7 +221,7 @@ def test_batchnorm_statistics_move_once_per_sam_step():
 
 
 # --- the loss-landscape wrapper (loss-landscapes 3.0.6) ---------------------------------------------
-from mmlab.analysis.landscape import frozen_copy, modality_landscapes, random_plane, sharpness  # noqa: E402
+from mmlab.analysis.landscape import directions, modality_landscapes, random_plane, sharpness  # noqa: E402
 
 
 def test_landscape_survives_zero_parameters_and_leaves_the_model_unchanged():
@@ -235,7 +235,12 @@ def test_landscape_survives_zero_parameters_and_leaves_the_model_unchanged():
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
     assert all(p.requires_grad for p in net.parameters())
     assert plane["loss"][3, 3] == pytest.approx(plane["center"], rel=1e-5)   # the centre is theta
-    assert frozen_copy(net)[1] == ["0.weight", "2.weight"]                    # biases do not move
+    d = directions(net, torch.Generator().manual_seed(0))
+    assert not d["0.bias"].any() and not d["2.bias"].any()                   # biases do not move
+    assert torch.allclose(d["0.weight"].norm(dim=1), net[0].weight.norm(dim=1))  # filter-normalised
+    with torch.no_grad():
+        net[2].weight[1] = 0                                                 # a zero filter: no crash, no move
+    assert not directions(net, torch.Generator().manual_seed(0))["2.weight"][1].any()
 
 
 class _Weights(nn.Module):
@@ -248,7 +253,7 @@ class _Weights(nn.Module):
         return self.w
 
 
-def test_landscape_radius_is_the_plane_s_half_width_in_units_of_the_weight_norm():
+def test_landscape_coordinates_are_in_units_of_the_filter_normalised_directions():
     w0 = torch.randn(5, 7)
     rel = lambda out, target: ((out - target) ** 2).sum() / (target ** 2).sum()
     plane = random_plane(_Weights(w0), torch.zeros(1), w0, radius=0.3, steps=11, loss_fn=rel)

@@ -1,26 +1,23 @@
 """Loss landscapes on a random plane (Li et al., NeurIPS 2018) through loss-landscapes 3.0.6,
-wrapped thinly for three of its defects (../shared/notes/method-notes.md):
+wrapped thinly for its defects (../shared/notes/method-notes.md):
 
-- parameters with a zero-norm filter (a zero-initialised bias, a dead row) make its filter
-  normalisation divide by zero, and 1-D parameters get a direction too. Li et al. leave biases
-  and BatchNorm parameters out of the direction: here every 1-D parameter and every parameter
-  with a zero filter becomes a buffer of a copy of the model, so the plane moves only the
-  other weights (the ones `moved_parameters` names);
-- without deepcopy_model=True it switches off requires_grad on the caller's model: always True,
-  and the caller's model is never touched (a copy is plotted);
-- 3.0.6 rescales each direction to norm ||theta|| / (distance * steps) per step, so the plane
-  spans +-||theta|| / (2 distance): `radius` here is that half-width in units of ||theta|| (the
-  norm of the moved weights), passed to the library as distance = 1 / (2 radius). The point
-  (a, b) of the grid is theta + a d1 + b d2 with ||d1|| = ||d2|| = ||theta||, a, b in
-  [-radius, radius] (steps points per axis, odd, the centre at index steps // 2);
+- its random_plane draws directions uniform in [0, 1] (not zero-mean: every weight moves the
+  same way, so the plane tilts towards a ridge instead of showing a basin) and rescales them
+  by model_norm / distance. We draw Gaussian directions and filter-normalise them as Li et al.
+  do (each filter of a direction gets the norm of the same filter of the weights), and use the
+  library's planar_interpolation only to walk the grid: `radius` is the plane's half-width in
+  units of these directions, so coordinate 1 moves every filter by its own norm;
+- its filter normalisation divides by zero on a zero filter (a zero-initialised bias, a dead
+  row): ours gives a zero filter a zero direction, and 1-D parameters (biases, norm layers) no
+  direction at all, as Li et al. do;
+- without deepcopy_model=True it switches off requires_grad on the model it gets: always
+  True, and the caller's model is never touched (copies are walked);
 - its grid is misaligned: it walks the second direction in a zig-zag and every other row lands
-  one step further along it (rows 0, 2, ... cover offsets 1 - s/2 .. s/2, rows 1, 3, ... -s/2
-  .. s/2 - 1, s its steps). The wrapper asks it for steps + 1 points and keeps the symmetric
-  part both row kinds share, so grid[i, j] really is (coords[i], coords[j]).
+  one step further along it (rows 0, 2, ... cover offsets 1 .. s, rows 1, 3, ... 0 .. s - 1,
+  s its steps, from the corner). The wrapper asks for steps + 1 points and keeps the part both
+  row kinds share, so grid[i, j] really is (coords[i], coords[j]), centred on the weights.
 
-Its directions are uniform in [0, 1] before normalisation (not Gaussian as in Li et al.), and
-the second is made orthogonal to the first before the filter normalisation. `sharpness` sums a
-plane up as the mean loss rise above the centre over the grid.
+`sharpness` sums a plane up as the mean loss rise above the centre over the grid.
 """
 from __future__ import annotations
 
@@ -35,47 +32,55 @@ from torch import nn
 from mmlab.methods.alternating import SharedHeadFusion
 
 
-def _zero_filter(p: torch.Tensor) -> bool:
-    return p.dim() <= 1 or bool((p.detach().flatten(1).norm(dim=1) == 0).any())
+def directions(model: nn.Module, generator: torch.Generator) -> Dict[str, torch.Tensor]:
+    """A Gaussian direction per parameter, filter-normalised (Li et al. 2018): every filter
+    (first-dimension slice) of a weight with 2+ dims scaled to that filter's norm in the
+    model (a zero filter stays zero); 1-D parameters get none (zero)."""
+    out = {}
+    for name, p in model.named_parameters():
+        w = p.detach().float()
+        if w.dim() < 2:
+            out[name] = torch.zeros_like(w)
+            continue
+        d = torch.randn(w.shape, generator=generator)
+        dn = d.flatten(1).norm(dim=1).clamp(min=1e-12)
+        out[name] = d * (w.flatten(1).norm(dim=1) / dn).view(-1, *[1] * (w.dim() - 1))
+    return out
 
 
-def frozen_copy(model: nn.Module) -> tuple:
-    """(a copy of model in eval mode whose 1-D and zero-filter parameters are buffers, the
-    names of the parameters left to move)."""
+def _moved(model: nn.Module, steps: dict) -> nn.Module:
+    """A copy of model with every parameter p moved by steps[name] (a sum of directions)."""
     m = copy.deepcopy(model).eval()
-    for mod in m.modules():
-        for name, p in list(mod._parameters.items()):
-            if p is not None and _zero_filter(p):
-                del mod._parameters[name]
-                mod.register_buffer(name, p.detach().clone())
-    return m, [n for n, _ in m.named_parameters()]
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            p.add_(steps[name].to(p.dtype))
+    return m
 
 
-def random_plane(model: nn.Module, inputs: torch.Tensor, target: torch.Tensor, radius: float = 0.5,
+def random_plane(model: nn.Module, inputs: torch.Tensor, target: torch.Tensor, radius: float = 1.0,
                  steps: int = 21, seed: int = 0, loss_fn=F.cross_entropy) -> Dict[str, np.ndarray]:
-    """The loss of model(inputs) vs target over a random filter-normalised plane through the
-    model's weights: {"loss": [steps, steps] (rows: first direction), "coords": [steps]
-    offsets in units of ||theta||, "center": the loss at theta}. The model is left unchanged."""
+    """The loss of model(inputs) vs target over theta + a d1 + b d2, d1 and d2 Gaussian
+    filter-normalised directions (seeded), a, b on `steps` points (odd) of [-radius, radius]:
+    {"loss": [steps, steps] (rows: a), "coords": [steps], "center": the loss at theta}. The
+    model is left unchanged."""
     import loss_landscapes
     from loss_landscapes.metrics import Loss
     if not radius > 0 or steps < 3 or steps % 2 == 0:
         raise ValueError(f"random_plane needs radius > 0 and an odd steps >= 3 (the centre on the grid), "
                          f"got radius={radius!r}, steps={steps!r}")
-    plotted, moved = frozen_copy(model)
-    if not moved:
-        raise ValueError("random_plane: the model has no weight the plane can move (every parameter is 1-D "
-                         "or has a zero filter)")
+    if not any(p.dim() >= 2 for p in model.parameters()):
+        raise ValueError("random_plane: the model has no weight with 2 or more dimensions for the plane to move")
+    g = torch.Generator().manual_seed(seed)
+    d1, d2 = directions(model, g), directions(model, g)
+    delta, half, n = radius / (steps // 2), (steps + 1) // 2, steps + 1        # grid step; library points
+    corner = {k: -half * delta * (d1[k] + d2[k]) for k in d1}
+    start = _moved(model, corner)
+    end_one = _moved(model, {k: corner[k] + n * delta * d1[k] for k in d1})
+    end_two = _moved(model, {k: corner[k] + n * delta * d2[k] for k in d1})
     with torch.no_grad():
-        center = float(loss_fn(plotted(inputs), target))
-    delta = radius / (steps // 2)                      # grid step, in units of ||theta||
-    state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:                                               # the library spans +-1/(2 distance) in steps + 1 points
-        raw = loss_landscapes.random_plane(plotted, Loss(loss_fn, inputs, target), distance=1.0 / (delta * (steps + 1)),
-                                           steps=steps + 1, normalization="filter", deepcopy_model=True)
-    finally:
-        torch.random.set_rng_state(state)
-    raw = np.asarray(raw, dtype=float)
+        center = float(loss_fn(copy.deepcopy(model).eval()(inputs), target))
+    raw = np.asarray(loss_landscapes.planar_interpolation(start, end_one, end_two, Loss(loss_fn, inputs, target),
+                                                          steps=n, deepcopy_model=True), dtype=float)
     grid = np.stack([raw[i, :steps] if i % 2 == 0 else raw[i, 1:] for i in range(1, steps + 1)])
     coords = (np.arange(steps) - steps // 2) * delta
     return {"loss": grid, "coords": coords, "center": center}
@@ -106,7 +111,7 @@ class ModalityView(nn.Module):
         return self.head(self.encoder(x))
 
 
-def modality_landscapes(method, model, splits, n: int = 512, radius: float = 0.5, steps: int = 21,
+def modality_landscapes(method, model, splits, n: int = 256, radius: float = 1.0, steps: int = 15,
                         seed: int = 0) -> List[dict]:
     """Per modality: the landscape of its own prediction's cross-entropy on the first n training
     samples (a fixed subset, the same for every model of a dataset); the same direction seed

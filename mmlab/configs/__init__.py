@@ -65,7 +65,7 @@ FAMILY: Dict[str, Tuple[str, ...]] = {
     "cgm": ("CG-MNIST",),
     "avmnist": ("CREMA-D", "AVE", "Kinetics-Sounds"),       # audio-visual
     "watch": ("USC", "MHAD"),                               # inertial (accelerometer + gyroscope)
-    "mfeat": ("MOSEI", "MOSI", "CH-SIMS", "IEMOCAP"),       # three modalities
+    "mfeat": ("MOSEI", "MOSI", "CH-SIMS", "IEMOCAP", "NVGesture"),   # three modalities
 }
 
 

@@ -127,6 +127,11 @@ class Method:
     def predict(self, model: nn.Module, batch: dict) -> ModelOutput:
         return model(batch)
 
+    def epoch_track(self, trainer) -> dict:
+        """The method's own record of the epoch just trained, for runs with track=("method",)
+        (plain values, stored in the history row); none by default."""
+        return {}
+
     # --- state for checkpoints ----------------------------------------------------------
     def extra_state(self) -> dict:
         """Method-specific state (tensors / plain values only: loaded with weights_only=True)."""

@@ -86,6 +86,27 @@ def modification_matrix(y: Tensor, tau: float) -> tuple:
     return ((v * w) @ v.T).to(y.dtype), lam.float()
 
 
+@torch.no_grad()
+def cumulative_covariance(method, model, data, m: str, names, batch_size: int = 12, device="cpu",
+                          transform=None) -> tuple:
+    """({layer name: Y [in, in]}, number of batches): Eq. 5's Y = sum_t r_t r_t^T over the
+    batches of `data`, r_t the batch-mean input of each named layer of m's branch, with the
+    model in eval mode (one matmul per batch and layer)."""
+    from mmlab.data.base import BatchLoader
+    mods = {n: dict(method.branch(model, m).named_modules())[n] for n in names}
+    cov: Dict[str, Tensor] = {}
+    count = 0
+
+    def record(name, x):
+        r = x.float().reshape(-1, x.shape[-1]).mean(0)                    # [in]
+        cov[name] = cov.get(name, 0) + torch.outer(r, r)
+    with eval_mode(model), capture_inputs(mods, record):
+        for batch in BatchLoader(data, batch_size, device=device, transform=transform):
+            method.modality_logits(model, batch, m)
+            count += 1
+    return cov, count
+
+
 @register("mie")
 class MIE(Method):
     fusion = "sum"
@@ -156,11 +177,21 @@ class MIE(Method):
         return self.modalities[i - 1]
 
     def train_epoch(self, trainer, loader, epoch: int) -> None:
+        self.phase_log = []
         for m in self.modalities:
             for batch in trainer.progress(loader, epoch):
                 self.phase_step(trainer, batch, m)
             if self.gm:
                 self.update_modification(trainer, m)
+            if "method" in trainer.cfg.track:                   # Fig. 3: accuracy after every phase
+                val = trainer.evaluate(trainer.splits.val)
+                self.phase_log.append({"phase": m, "acc": val["acc"], "per_modality": val["per_modality"]})
+            trainer.model.train()
+
+    def epoch_track(self, trainer) -> dict:
+        """{"phases": [{phase, acc, per_modality}]}: validation accuracy after each modality's
+        phase of the epoch (runs with track=("method",))."""
+        return {"phases": list(getattr(self, "phase_log", []))}
 
     def modality_logits(self, model, batch: dict, m: str) -> Tensor:
         return model.fusion.heads[m](model.encoders[m](batch[m]))
@@ -185,25 +216,14 @@ class MIE(Method):
             z = self.modality_logits(model, sub, m)
         trainer.meter.update(ModelOutput(z, {}, {}), sub["label"], loss)
 
-    @torch.no_grad()
     def update_modification(self, trainer, m: str) -> None:
         """Eq. 5-7 for modality m: cumulative covariance of each modified layer's batch-mean input
         over the training data, then T_L^(m) and its eigenvalues."""
-        from mmlab.data.base import BatchLoader
-        model = trainer.model
-        names = self.modified_layers(model)
+        names = self.modified_layers(trainer.model)
         if not names:
             return
-        mods = {n: dict(self.branch(model, m).named_modules())[n] for n in names}
-        cov: Dict[str, Tensor] = {}
-
-        def record(name, x):
-            r = x.float().reshape(-1, x.shape[-1]).mean(0)                    # [in]
-            cov[name] = cov.get(name, 0) + torch.outer(r, r)
-        with eval_mode(model), capture_inputs(mods, record):
-            for batch in BatchLoader(trainer.splits.train, self.cov_batch_size, device=trainer.device,
-                                     transform=trainer.eval_transform):
-                self.modality_logits(model, batch, m)
+        cov, _ = cumulative_covariance(self, trainer.model, trainer.splits.train, m, names, self.cov_batch_size,
+                                       trainer.device, trainer.eval_transform)
         self.T[m], self.spectra[m] = {}, {}
         for n, y in cov.items():
             self.T[m][n], self.spectra[m][n] = modification_matrix(y, self.tau)
@@ -229,3 +249,39 @@ class MIE(Method):
     def load_extra_state(self, state: dict) -> None:
         self.T = {m: dict(d) for m, d in state.get("T", {}).items()}
         self.spectra = {m: dict(d) for m, d in state.get("spectra", {}).items()}
+
+
+# --- analyses of a trained model (mmlab.runner.analysis: cached per run) -------------------------
+def head_spectra(method, model, splits, batch_size: int = 12) -> list:
+    """Tables 5 / 7: per modality and modified layer, the max and mean eigenvalue (= singular
+    value: Y is symmetric PSD) of the cumulative covariance Y over the training data, raw and
+    normalised (Y / number of batches: a mean instead of a sum; the paper's normalising
+    constant is not stated). T is unchanged by any such scaling (Eq. 7)."""
+    names = method.modified_layers(model) or ["head.fc1", "head.fc2", "head.fc3"]
+    rows = []
+    for m in method.modalities:
+        cov, count = cumulative_covariance(method, model, splits.train, m, names, batch_size)
+        for n, y in cov.items():
+            lam = torch.linalg.eigvalsh(y.double()).clamp(min=0)
+            rows.append({"modality": m, "layer": n, "max": float(lam.max()), "mean": float(lam.mean()),
+                         "max_normalised": float(lam.max()) / count, "mean_normalised": float(lam.mean()) / count,
+                         "batches": count})
+    return rows
+
+
+@torch.no_grad()
+def rule_metrics(method, model, splits, rule: str = "weight") -> dict:
+    """Test acc / mAP / macro-F1 of a trained MIE model fused by `rule` ("average" | "weight"):
+    the fusion acts at test time only, so Table 1's two MIE rows are one trained model."""
+    from mmlab.analysis.metrics import classification_metrics
+    from mmlab.data.base import BatchLoader
+    check_choice("mie", "rule", rule, FUSIONS_MIE)
+    saved, model.fusion.rule = model.fusion.rule, rule
+    try:
+        logits, ys = [], []
+        for batch in BatchLoader(splits.test, 256):
+            logits.append(method.predict(model, batch).logits.float())
+            ys.append(batch["label"])
+    finally:
+        model.fusion.rule = saved
+    return classification_metrics(torch.cat(logits).numpy(), torch.cat(ys).numpy())
