@@ -7,6 +7,9 @@ epoch-time: median wall seconds per pass over the training set, first pass exclu
   (so methods with stages compare fairly); prints `s_per_pass <x>` last.
 mla-speed: MLA and concat seconds per pass on the same setup, MLA per modality against concat
   (target <= 1.3x) and against the toolkit's MLA figure.
+mie-speed: MIE, its parts (SAM off, GM off) and MLA seconds per pass on the mla-speed setup,
+  MIE against MLA (target <= 2.3x: SAM's second forward-backward), and the seconds of one
+  loss-landscape panel of each avmnist modality at the quick profile's settings (target <= 30 s).
 baselines-speed: epoch-time of reconboost / ogm_ge / concat / pmr on the ReconBoost speed
   setup (mfeat fac + fou, MLP encoders 216|76 -> 128 -> 64, batch 64, SGD, 2 threads) beside a
   popular toolkit's per-pass seconds; the target is <= 0.8x those.
@@ -225,6 +228,35 @@ def cache_validity(args) -> None:
     print(f"valid_fraction {after / len(cfgs):.4f}")
 
 
+def mie_speed(args) -> None:
+    """MIE against MLA on the mla-speed setup (mfeat fac + fou, MLP encoders, SGD, 2 threads),
+    then one landscape panel per avmnist modality (an untrained model: the cost does not depend
+    on the weights) at the quick profile's grid and subset."""
+    from mmlab.analysis.landscape import ModalityView, random_plane
+    from mmlab.configs.mie import MIE_LANDSCAPE
+    torch.set_num_threads(args.threads)
+    data = {"views": ("fac", "fou"), "train_per_class": None}
+    mopts = {"feature_dim": 64, "encoder_options": {"fac": {"hidden": 128}, "fou": {"hidden": 128}}}
+    s = {}
+    for label, method, extra in (("mla", "mla", {}), ("mie", "mie", {}), ("mie, SAM off", "mie", {"sam": False}),
+                                 ("mie, SAM and GM off", "mie", {"sam": False, "gm": False})):
+        s[label] = statistics.median(_seconds_per_pass("mfeat", method, args.epochs, 64, "cpu", data,
+                                                       {**mopts, **extra}, "sgd", 0.01)[1:])
+        print(f"{label:22s} s_per_pass {s[label]:.4f}", flush=True)
+    print(f"mie / mla {s['mie'] / s['mla']:.2f} (target <= 2.3); SAM x{s['mie'] / s['mie, SAM off']:.2f}, "
+          f"GM x{s['mie, SAM off'] / s['mie, SAM and GM off']:.2f}")
+    q = MIE_LANDSCAPE["quick"]
+    splits = load_dataset("avmnist", seed=0)
+    model = METHODS.get("mie")(splits.info, TrainConfig(epochs=1, device="cpu")).build_model().eval()
+    batch = next(iter(BatchLoader(splits.train.subset(list(range(q["n"]))), q["n"])))
+    for m in model.modalities:
+        t0 = time.perf_counter()
+        random_plane(ModalityView(model, m), batch[m], batch["label"], q["radius"], q["steps"])
+        print(f"landscape panel avmnist {m:6s} {time.perf_counter() - t0:.1f} s "
+              f"({q['steps']}x{q['steps']} points, {q['n']} samples; target <= 30 s)", flush=True)
+    print(f"mie_over_mla_ratio {s['mie'] / s['mla']:.4f}")
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m mmlab.bench")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -252,6 +284,9 @@ def main(argv=None) -> None:
     m = sub.add_parser("mla-speed", help="MLA vs concat on the baselines-speed setup")
     m.add_argument("--epochs", type=int, default=8)
     m.add_argument("--threads", type=int, default=2)
+    mi = sub.add_parser("mie-speed", help="MIE vs MLA on the mla-speed setup; a landscape panel's seconds")
+    mi.add_argument("--epochs", type=int, default=8)
+    mi.add_argument("--threads", type=int, default=2)
     d = sub.add_parser("book", help="build a profile's book on an empty cache; seconds per phase")
     d.add_argument("--profile", default="quick", choices=("smoke", "quick", "full"))
     d.add_argument("--cache", help="cache directory (default: a new one under _build/)")
@@ -265,7 +300,8 @@ def main(argv=None) -> None:
     if args.cmd == "book" and args.no_build and not args.cache:
         p.error("--no-build needs --cache DIR (the cache of the build to break down)")
     {"trainer-overhead": trainer_overhead, "epoch-time": epoch_time, "baselines-speed": baselines_speed,
-     "book": book, "cache-validity": cache_validity, "mla-speed": mla_speed}[args.cmd](args)
+     "book": book, "cache-validity": cache_validity, "mla-speed": mla_speed,
+     "mie-speed": mie_speed}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -269,3 +269,74 @@ def test_modality_landscapes_of_a_trained_mie_model_are_per_modality():
     rows = modality_landscapes(t.method, t.model, splits, n=64, steps=5)
     assert [r["modality"] for r in rows] == list(t.model.modalities)
     assert all(r["loss"].shape == (5, 5) and r["n"] == 64 for r in rows)
+
+
+# --- T's scale invariance (Table 7), the Weight rule, per-phase tracking ---------------------------
+from mmlab.methods.mie import rule_metrics  # noqa: E402
+
+
+def test_T_does_not_change_when_Y_is_normalised():
+    g = torch.Generator().manual_seed(2)
+    r = torch.randn(50, 8, generator=g)
+    y = r.T @ r
+    t1, lam1 = modification_matrix(y, 0.4)
+    t2, lam2 = modification_matrix(y / 37.0, 0.4)
+    assert torch.allclose(t1, t2, atol=1e-5)
+    assert torch.allclose(lam1 / 37.0, lam2, rtol=1e-4)
+
+
+def test_weight_rule_is_a_test_time_choice_on_the_same_trained_model():
+    t, splits = _trainer(epochs=2)
+    t.fit()
+    avg = rule_metrics(t.method, t.model, splits, "average")
+    assert avg["acc"] == pytest.approx(t.evaluate(splits.test)["acc"])
+    weight = rule_metrics(t.method, t.model, splits, "weight")
+    assert t.model.fusion.rule == "average"                               # restored
+    assert 0 <= weight["acc"] <= 1
+    with pytest.raises(ValueError, match="rule"):
+        rule_metrics(t.method, t.model, splits, "max")
+
+
+def test_tracked_mie_records_validation_accuracy_after_every_phase():
+    splits = load_dataset("synthetic", seed=0)
+    cfg = TrainConfig(epochs=2, optimizer="sgd", lr=0.05, device="cpu", seed=0, track=("method",))
+    t = Trainer(METHODS.get("mie")(splits.info, cfg), splits, cfg)
+    t.fit()
+    phases = [p for h in t.history for p in h["track"]["method"]["phases"]]
+    assert [p["phase"] for p in phases] == ["m0", "m1", "m0", "m1"]
+    assert all(0 <= p["acc"] <= 1 for p in phases)
+    assert phases[-1]["acc"] == pytest.approx(t.history[-1]["val"]["acc"])   # the last phase ends the epoch
+
+
+def test_mie_rejects_bad_options_with_the_valid_range():
+    splits = load_dataset("synthetic", seed=0)
+    cfg = TrainConfig(epochs=1, device="cpu")
+    for bad in ({"rho": -1.0}, {"tau": 0.0}, {"cov_batch_size": 0}, {"gm_scope": 1.5}, {"gm_from": ("x",)},
+                {"fusion_rule": "max"}):
+        with pytest.raises(ValueError):
+            METHODS.get("mie")(splits.info, cfg, **bad)
+
+
+def test_a_rho_below_float_resolution_changes_nothing_and_skips_the_second_pass():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    x, y = torch.randn(32, 4) * 100, torch.randint(0, 2, (32,))
+    with torch.no_grad():
+        net[0].weight.mul_(10)                                           # no weight below ~1e-3
+    plain = copy.deepcopy(net)
+    calls = []
+
+    def loss_fn():
+        calls.append(1)
+        return nn.functional.cross_entropy(net(x), y)
+    sam_step(_BareTrainer(net), torch.optim.SGD(net.parameters(), lr=0.1), net.parameters(), loss_fn, 1e-10)
+    opt = torch.optim.SGD(plain.parameters(), lr=0.1)
+    nn.functional.cross_entropy(plain(x), y).backward()
+    opt.step()
+    assert len(calls) == 1                                               # theta + eps == theta: one pass
+    assert all(torch.equal(a, b) for a, b in zip(net.parameters(), plain.parameters()))
+    dropout = nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.5), nn.Linear(8, 2))
+    calls.clear()
+    sam_step(_BareTrainer(dropout), torch.optim.SGD(dropout.parameters(), lr=0.1), dropout.parameters(),
+             lambda: (calls.append(1), nn.functional.cross_entropy(dropout(x), y))[1], 1e-10)
+    assert len(calls) == 2                                               # a new dropout draw: not the same gradient

@@ -21,7 +21,7 @@ cost. The chapters run the paper's rho (MIE's default here) and rho = 0.05 (SAM'
 Foret et al.), where it acts.
 
 Expected (quick profile, 3 seeds, test %, measured 2026-12-02): see the issue note; quick run
-time (2-core CPU, empty cache, `make book`): 20 ~4 min, 21 ~1.5 min.
+time (2-core CPU, empty cache, `make book`): see the notebooks' declared minutes.
 """
 from __future__ import annotations
 
@@ -30,7 +30,8 @@ from typing import Dict, Tuple
 from mmlab.configs import FAMILY, Protocol, Recipe  # noqa: F401 (FAMILY: the chapters)
 from mmlab.configs.mla import MLA_SPECS_EQUAL, MLA_SPECS_PAPER
 
-MIE_RHO_PAPER = 1e-10          # the audio modality's (the image / text one is 1e-15: the same no-op)
+MIE_RHO_PAPER = "paper"        # 1e-10 for audio, 1e-15 for the other modalities (MIE's default)
+MIE_RHO_PAPER_AT = 1e-10       # where Fig. 4's axis shows it
 MIE_RHO_ACTING = 0.05          # SAM's default (Foret et al. 2021), where the perturbation acts
 
 # --- protocols ----------------------------------------------------------------------------
@@ -104,19 +105,20 @@ MIE_DIRECTIONS: Dict[str, tuple] = {
 
 # --- Fig. 4: sensitivity to tau and rho (the audio-visual stand-in) ---------------------------------
 MIE_SENSITIVITY_DATASET = "avmnist"
-MIE_TAUS = {"smoke": (1e-5, 0.4, 100.0), "quick": (1e-5, 1e-2, 0.4, 10.0, 100.0),
+MIE_TAUS = {"smoke": (1e-5, 0.4, 100.0), "quick": (1e-5, 1e-2, 0.4, 100.0),
             "full": (1e-5, 1e-3, 1e-2, 0.1, 0.4, 1.0, 10.0, 100.0)}
-MIE_RHOS = {"smoke": (0.0, 1e-10, 0.05), "quick": (0.0, 1e-15, 1e-10, 1e-2, 0.05, 0.2),
-            "full": (0.0, 1e-15, 1e-10, 1e-3, 1e-2, 0.05, 0.1, 0.2, 0.5)}
+MIE_RHOS = {"smoke": (0.0, "paper", 0.05), "quick": (0.0, "paper", 1e-3, 0.05, 0.2),
+            "full": (0.0, 1e-15, "paper", 1e-5, 1e-3, 1e-2, 0.05, 0.1, 0.2, 0.5)}
 
 
 def _tau_label(tau: float) -> str:
     return "SAM on (paper rho), GM on" if tau == 0.4 else f"tau {tau:g}"
 
 
-def _rho_label(rho: float) -> str:
-    return {0.0: "SAM off, GM on", MIE_RHO_PAPER: "SAM on (paper rho), GM on",
-            MIE_RHO_ACTING: "SAM on (rho 0.05), GM on"}.get(rho, f"rho {rho:g}")
+def _rho_label(rho) -> str:
+    named = {0.0: "SAM off, GM on", MIE_RHO_PAPER: "SAM on (paper rho), GM on",
+             MIE_RHO_ACTING: "SAM on (rho 0.05), GM on"}
+    return named[rho] if rho in named else f"rho {rho:g}"
 
 
 def sensitivity_variants(profile: str) -> Dict[str, tuple]:
@@ -130,7 +132,7 @@ def sensitivity_variants(profile: str) -> Dict[str, tuple]:
 def sensitivity_points(profile: str) -> list:
     """[(parameter, value, label)] of Fig. 4's runs."""
     return [("tau", t, _tau_label(t)) for t in MIE_TAUS[profile]] + \
-           [("rho", r, _rho_label(r)) for r in MIE_RHOS[profile]]
+           [("rho", MIE_RHO_PAPER_AT if r == MIE_RHO_PAPER else r, _rho_label(r)) for r in MIE_RHOS[profile]]
 
 
 # --- Table 4: scope of GM (the three-modality stand-in: its encoders share deep layers) --------
@@ -159,14 +161,15 @@ def study(dataset: str, profile: str, variants, protocol: str = "equal", seeds=N
 
 def main_studies(profile: str, datasets=None, protocols=None, seeds=None, n_jobs: int = 1,
                  device: str = "auto") -> Dict[tuple, tuple]:
-    """Tables 1-3 rows per (dataset, protocol) the profile runs, plus Fig. 3-4 and Table 4's
-    runs where they belong: {(dataset, protocol): (imbalance frame, [(label, RunConfig, Result)])}."""
+    """Tables 1 / 2 rows per (dataset, protocol) the profile runs, plus Table 3's and Figs. 3-4's
+    and Table 4's runs under the equal budget, where they belong: {(dataset, protocol):
+    (imbalance frame, [(label, RunConfig, Result)])}."""
     out = {}
     for p in protocols or MIE_PROTOCOLS:
         for n in MIE_DATASETS[p][profile]:
             if datasets is not None and n not in datasets:
                 continue
-            variants = {**MIE_MAIN, **MIE_ABLATION}
+            variants = {**MIE_MAIN, **MIE_ABLATION} if p == "equal" else dict(MIE_MAIN)
             if p == "equal" and n == MIE_DIRECTION_DATASET:
                 variants.update(MIE_DIRECTIONS)
             if p == "equal" and n == MIE_SENSITIVITY_DATASET:
@@ -175,6 +178,16 @@ def main_studies(profile: str, datasets=None, protocols=None, seeds=None, n_jobs
                 variants.update(MIE_SCOPES)
             out[n, p] = study(n, profile, variants, p, seeds, n_jobs, device)
     return out
+
+
+def need(studies: Dict[tuple, tuple], dataset: str, protocol: str = "equal") -> tuple:
+    """studies[dataset, protocol] for a section that is drawn from that study, or an error
+    saying which notebook parameters left it out."""
+    if (dataset, protocol) not in studies:
+        raise ValueError(f"this section needs the {dataset!r} study under the {protocol!r} protocol, which the "
+                         f"parameters left out (have {sorted(studies)}); run with datasets including {dataset!r} "
+                         f"and protocols including {protocol!r}, or skip the section")
+    return studies[dataset, protocol]
 
 
 # --- Figs. 5-6, Tables 5 / 7: landscapes and singular values (the audio-visual stand-in) -------

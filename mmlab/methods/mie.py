@@ -6,9 +6,10 @@ epoch, modality after modality, one pass over the training data trains modality 
 
 - SAM (Eq. 2-4, p = 2): the gradient of j's loss is taken at theta + rho g/||g|| and the weights
   restored before the step (mmlab.methods.sam). `rho` per modality (a number or {modality:
-  rho}); the paper's values, 1e-10 (audio) and 1e-15 (image / text), are below float32
-  resolution for most weights, so SAM is then effectively off: the default here is the paper's
-  1e-10, and the chapters also run a rho where SAM acts.
+  rho}); the default "paper" is the paper's: 1e-10 for a modality named audio, 1e-15 for any
+  other (image, text, video). Those are below float32 resolution for all but the weights
+  nearest zero, so SAM then moves a handful of weights by one ulp and nothing else; the
+  chapters also run a rho where SAM acts.
 - Gradient modification (GM, Eq. 5-8): after j's phase, one pass over the training data in
   batches of `cov_batch_size` (12, the paper's) records, for each modified layer L, the batch-mean
   input r of j's layer L and accumulates Y_L^(j) = sum_t r_t r_t^T (Eq. 5, restarted each phase).
@@ -28,6 +29,11 @@ epoch, modality after modality, one pass over the training data trains modality 
   architectures share none).
 - Test time: "average" (mean of the modalities' softmax, the paper's late fusion) or "weight"
   (MLA's entropy weights, mmlab.methods.alternating).
+
+Choices the paper leaves open: the covariance pass runs the model in eval mode (no dropout) on
+the training split in its order; only weight matrices are modified (Eq. 8 names W; biases keep
+their gradient); T is the identity until a modality's first phase ends; T of a layer is
+recomputed once per phase (not per step), from one matmul per batch and layer.
 
 Optimizer: one per modality over its branch (the run's settings; the paper states SGD). Each
 phase steps only modality j's optimizer. The T matrices are method state (saved, restored).
@@ -51,6 +57,11 @@ from mmlab.models.fusion import Fusion
 from mmlab.models.net import ModelOutput
 
 FUSIONS_MIE = ("average", "weight")
+
+
+def PAPER_RHO(modality: str) -> float:  # noqa: N802 (a constant of the paper, by modality)
+    """MIE Sec. 4.2.3: rho 1e-10 for audio, 1e-15 for image / text (and any other modality)."""
+    return 1e-10 if modality == "audio" else 1e-15
 
 
 class MIEFusion(Fusion):
@@ -88,22 +99,25 @@ def modification_matrix(y: Tensor, tau: float) -> tuple:
 
 @torch.no_grad()
 def cumulative_covariance(method, model, data, m: str, names, batch_size: int = 12, device="cpu",
-                          transform=None) -> tuple:
+                          transform=None, chunk: int = 32) -> tuple:
     """({layer name: Y [in, in]}, number of batches): Eq. 5's Y = sum_t r_t r_t^T over the
-    batches of `data`, r_t the batch-mean input of each named layer of m's branch, with the
-    model in eval mode (one matmul per batch and layer)."""
+    batches of `batch_size` samples of `data` in order, r_t the batch-mean input of each named
+    layer of m's branch, with the model in eval mode (where a sample's features do not depend
+    on its batch). Forward passes go `chunk` batches at a time; each is split back into its
+    batches, and Y grows by one matmul R^T R per chunk and layer (R: [batches, in])."""
     from mmlab.data.base import BatchLoader
     mods = {n: dict(method.branch(model, m).named_modules())[n] for n in names}
     cov: Dict[str, Tensor] = {}
     count = 0
 
     def record(name, x):
-        r = x.float().reshape(-1, x.shape[-1]).mean(0)                    # [in]
-        cov[name] = cov.get(name, 0) + torch.outer(r, r)
+        x = x.float().reshape(x.shape[0], -1, x.shape[-1]).mean(1)            # [n, in] (tokens averaged)
+        r = torch.stack([c.mean(0) for c in x.split(batch_size)])             # [batches, in]
+        cov[name] = cov.get(name, 0) + r.T @ r
     with eval_mode(model), capture_inputs(mods, record):
-        for batch in BatchLoader(data, batch_size, device=device, transform=transform):
+        for batch in BatchLoader(data, batch_size * chunk, device=device, transform=transform):
             method.modality_logits(model, batch, m)
-            count += 1
+            count += -(-len(batch["label"]) // batch_size)
     return cov, count
 
 
@@ -112,7 +126,7 @@ class MIE(Method):
     fusion = "sum"
     description = "MIE: alternating modality phases with SAM and SVD-based gradient modification between modalities"
 
-    def __init__(self, info, train_cfg, rho=1e-10, tau: float = 0.4, sam: bool = True, gm: bool = True,
+    def __init__(self, info, train_cfg, rho="paper", tau: float = 0.4, sam: bool = True, gm: bool = True,
                  gm_scope="head", gm_from=None, fusion_rule: str = "average", cov_batch_size: int = 12, **kw):
         if kw.get("fusion") is not None:
             raise ValueError("mie fuses its per-modality heads by fusion_rule='average'|'weight'; no fusion=")
@@ -122,7 +136,10 @@ class MIE(Method):
         if len(self.modalities) < 2:
             raise ValueError(f"mie alternates between modalities and needs at least two, got {self.modalities}")
         check_choice("mie", "fusion_rule", fusion_rule, FUSIONS_MIE)
-        self.rho = {m: float(rho[m] if isinstance(rho, dict) else rho) for m in self.modalities}
+        if isinstance(rho, str) and rho != "paper":
+            raise ValueError(f"mie rho must be 'paper', a number >= 0 or {{modality: number}}, got {rho!r}")
+        self.rho = {m: float(rho[m] if isinstance(rho, dict) else PAPER_RHO(m) if rho == "paper" else rho)
+                    for m in self.modalities}
         if min(self.rho.values()) < 0 or not tau > 0 or not (isinstance(cov_batch_size, int) and cov_batch_size >= 1):
             raise ValueError(f"mie: rho must be >= 0, tau > 0 and cov_batch_size an integer >= 1; got "
                              f"{rho!r}, {tau!r}, {cov_batch_size!r}")

@@ -11,7 +11,10 @@ split API, shared by the methods that use it (MIE). Registers no method.
 4. the weights are restored exactly (copied back, not subtracted) and the trainer steps with
    the SAM gradient (on_after_backward may edit it first: MIE's gradient modification).
 rho = 0, or a zero / non-finite first gradient (an AMP overflow: the step is then skipped by the
-scaler), gives a plain step. Returns the first loss (at theta).
+scaler), gives a plain step. When theta + eps equals theta bit for bit (rho below the float
+resolution of every weight, as MIE's stated 1e-10) and the model has no active dropout, the
+second pass would recompute the very gradient the first gave: it is skipped (the same step, at
+half the cost). Returns the first loss (at theta).
 """
 from __future__ import annotations
 
@@ -35,6 +38,11 @@ def bn_frozen(model: nn.Module):
             m.momentum = mom
 
 
+def stochastic(model: nn.Module) -> bool:
+    """Does a forward pass of model draw random numbers (dropout in training mode)?"""
+    return any(isinstance(m, nn.modules.dropout._DropoutNd) and m.training and m.p > 0 for m in model.modules())
+
+
 def sam_step(trainer, optimizer, params, loss_fn, rho: float) -> torch.Tensor:
     params = [p for p in params if p.requires_grad]
     with trainer.autocast():
@@ -49,6 +57,9 @@ def sam_step(trainer, optimizer, params, loss_fn, rho: float) -> torch.Tensor:
                 for p, g in zip(params, grads):
                     if g is not None:
                         p.add_(g.to(p.dtype), alpha=float(rho / norm))
+            if not stochastic(trainer.model) and all(torch.equal(p, s) for p, s in zip(params, saved)):
+                trainer.step_optimizer(optimizer)          # theta + eps == theta: the gradient is the one we have
+                return loss.detach()
             optimizer.zero_grad(set_to_none=True)
             with trainer.autocast(), bn_frozen(trainer.model):
                 perturbed = loss_fn()

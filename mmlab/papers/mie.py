@@ -115,7 +115,7 @@ def ablation(studies: Dict[tuple, tuple]) -> Dict[str, pd.DataFrame]:
     the paper's rho and at rho 0.05, per protocol, on the audio-visual stand-in."""
     out = {}
     for (n, p), (frame, runs) in studies.items():
-        if n not in MIE_COLUMNS:
+        if n not in MIE_COLUMNS or not set(MIE_ABLATION) <= set(frame.method):
             continue
         cols = {ours: paper for paper, ours in MIE_COLUMNS[n].items()}
         d = frame[frame.method.isin(MIE_ABLATION)]
@@ -138,7 +138,9 @@ def sam_noop(studies: Dict[tuple, tuple]) -> pd.DataFrame:
     """At the paper's rho, is SAM a no-op? The largest |difference| of test metrics between the
     SAM-on and SAM-off runs of each seed (0 = the same model, bit for bit)."""
     rows = []
-    for (n, p), (_, runs) in studies.items():
+    for (n, p), (frame, runs) in studies.items():
+        if not set(MIE_ABLATION) <= set(frame.method):
+            continue
         mf = metrics_frame(runs, MIE_ABLATION).set_index(["method", "seed"])
         for gm in ("off", "on"):
             on, off = mf.loc[f"SAM on (paper rho), GM {gm}"], mf.loc[f"SAM off, GM {gm}"]
@@ -167,7 +169,7 @@ def accuracy_claims(ledger, studies: Dict[tuple, tuple]) -> None:
                                        f"{mie_row} is more accurate than {ours}", n,
                                        f"acc({mie_label}) - acc({ours})", list(mf[mie_label] - mf[ours]),
                                        protocol=LABEL[p])
-        if n not in MIE_COLUMNS:
+        if n not in MIE_COLUMNS or not set(MIE_ABLATION) <= set(frame.method):
             continue
         for rho, rows in MIE_ABLATION_ROWS.items():
             for key, better, worse, what in (("sam", rows["v", "v"], rows["x", "v"], "SAM"),
