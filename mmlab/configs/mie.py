@@ -105,9 +105,9 @@ MIE_DIRECTIONS: Dict[str, tuple] = {
 
 # --- Fig. 4: sensitivity to tau and rho (the audio-visual stand-in) ---------------------------------
 MIE_SENSITIVITY_DATASET = "avmnist"
-MIE_TAUS = {"smoke": (1e-5, 0.4, 100.0), "quick": (1e-5, 1e-2, 0.4, 100.0),
+MIE_TAUS = {"smoke": (1e-5, 0.4, 100.0), "quick": (1e-5, 0.4, 100.0),
             "full": (1e-5, 1e-3, 1e-2, 0.1, 0.4, 1.0, 10.0, 100.0)}
-MIE_RHOS = {"smoke": (0.0, "paper", 0.05), "quick": (0.0, "paper", 1e-3, 0.05, 0.2),
+MIE_RHOS = {"smoke": (0.0, "paper", 0.05), "quick": (0.0, "paper", 0.05, 0.2),
             "full": (0.0, 1e-15, "paper", 1e-5, 1e-3, 1e-2, 0.05, 0.1, 0.2, 0.5)}
 
 
@@ -196,7 +196,7 @@ MIE_LANDSCAPE_DATASET = "avmnist"
 MIE_LANDSCAPE_MODELS = {"Baseline": "SAM off, GM off", "MLA": "MLA", "MIE": "SAM on (paper rho), GM on",
                         "MIE (rho 0.05)": "SAM on (rho 0.05), GM on"}
 # a fixed subset of n training samples; the plane's half-width in filter-normalised units; points per axis
-MIE_LANDSCAPE = {"smoke": {"n": 128, "radius": 1.0, "steps": 7}, "quick": {"n": 256, "radius": 1.0, "steps": 15},
+MIE_LANDSCAPE = {"smoke": {"n": 128, "radius": 1.0, "steps": 7}, "quick": {"n": 256, "radius": 1.0, "steps": 11},
                  "full": {"n": 1024, "radius": 1.0, "steps": 31}}
 # Table 5: MIE vs MIE w/o SAM, per head layer (at the paper's rho and at rho 0.05)
 MIE_SPECTRA_MODELS = {"MIE (w/o SAM)": "SAM off, GM on", "MIE": "SAM on (paper rho), GM on",

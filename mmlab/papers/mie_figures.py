@@ -11,12 +11,12 @@ def directions(ph: pd.DataFrame):
     """Fig. 3: validation accuracy after every modality phase, interactive GM vs one direction
     only (mean ± sd over seeds); the phase's trained modality on the x axis."""
     order = ph.drop_duplicates("phase").set_index("phase").trained
+    cycle = list(dict.fromkeys(order))
     fig = viz.noise_curves(ph.assign(panel="after each modality phase"), x="phase", y="acc", hue="method",
                            col="panel", ylabel="validation accuracy (fused)")
     ax = fig.axes[0]
-    step = max(1, len(order) // 8)
-    ax.set_xticks(order.index[::step], [f"{k}\n{m}" for k, m in order.iloc[::step].items()])
-    ax.set_xlabel("phase (modality trained)")
+    ax.set_xticks(order.index)
+    ax.set_xlabel("phase (" + ", ".join(f"{i + 1}: {m}" for i, m in enumerate(cycle)) + ", then repeating)")
     return fig
 
 
