@@ -98,6 +98,9 @@ def interrupted_once(path: Path):
             time.sleep(0.1)
         if not done.is_set():
             os.kill(os.getpid(), signal.SIGINT)
+    # Python's own Ctrl-C handler, as in a terminal: an earlier test of the session (a kernel
+    # manager, papermill) may have left another handler installed in this process
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     thread = threading.Thread(target=interrupt, daemon=True)
     thread.start()
     try:
@@ -105,6 +108,7 @@ def interrupted_once(path: Path):
     finally:
         done.set()
         thread.join()
+        signal.signal(signal.SIGINT, previous)
 
 
 def is_running(pid: int) -> bool:

@@ -37,7 +37,8 @@ recomputed once per phase (not per step), from one matmul per batch and layer.
 
 Optimizer: one per modality over its branch (the run's settings; the paper states SGD). Each
 phase steps only modality j's optimizer. The T matrices are method state (saved, restored).
-The train meter of an epoch averages the phases' accuracies (each phase sees one modality).
+The train meter of an epoch averages the phases' accuracies (each phase sees one modality), on
+the logits of each step's first forward pass (before the step, as a plain training loop's).
 """
 from __future__ import annotations
 
@@ -214,24 +215,26 @@ class MIE(Method):
         return model.fusion.heads[m](model.encoders[m](batch[m]))
 
     def phase_step(self, trainer, batch: dict, m: str) -> None:
-        model, y = trainer.model, batch["label"]
+        model = trainer.model
         keep = model.present(batch, [m])
         keep = None if keep is None else keep[:, 0]
         if keep is not None and not bool(keep.any()):
             return
         sub = {k: v[keep] for k, v in batch.items()} if keep is not None else batch
 
+        seen = []                                     # the logits at theta (the first pass), for the meter
+
         def loss_fn():
-            return F.cross_entropy(self.modality_logits(model, sub, m), sub["label"])
+            z = self.modality_logits(model, sub, m)
+            seen.append(z.detach())
+            return F.cross_entropy(z, sub["label"])
         self.stepping = m
         try:
             loss = sam_step(trainer, self.optimizers[m], self.branch(model, m).parameters(), loss_fn,
                             self.rho[m] if self.sam else 0.0)
         finally:
             self.stepping = None
-        with torch.no_grad():
-            z = self.modality_logits(model, sub, m)
-        trainer.meter.update(ModelOutput(z, {}, {}), sub["label"], loss)
+        trainer.meter.update(ModelOutput(seen[0], {}, {}), sub["label"], loss)
 
     def update_modification(self, trainer, m: str) -> None:
         """Eq. 5-7 for modality m: cumulative covariance of each modified layer's batch-mean input
