@@ -49,7 +49,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmlab.methods.alternating import fuse
-from mmlab.methods.base import Method, make_optimizer, register
+from mmlab.methods.base import Method, register
+from mmlab.methods.branches import branch, branch_optimizers
 from mmlab.methods.common import as_bool, check_choice, eval_mode
 from mmlab.methods.sam import sam_step
 from mmlab.models import build_model
@@ -162,12 +163,10 @@ class MIE(Method):
         net.fusion = MIEFusion(net.fusion.heads, net.fusion.dims, self.info.num_classes, self.fusion_rule)
         return net
 
-    @staticmethod
-    def branch(model, m: str) -> nn.ModuleDict:
-        return nn.ModuleDict({"encoder": model.encoders[m], "head": model.fusion.heads[m]})
+    branch = staticmethod(branch)
 
     def configure_optimizers(self, model):
-        return {m: make_optimizer(self.branch(model, m).parameters(), self.cfg) for m in self.modalities}
+        return branch_optimizers(model, self.modalities, self.cfg)
 
     def modified_layers(self, model) -> list:
         """Names (within a branch) of the layers GM modifies: matching Linear layers in scope."""

@@ -54,7 +54,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmlab.methods.base import Method, make_optimizer, register
+from mmlab.methods.base import Method, register
+from mmlab.methods.branches import branch, branch_optimizers
 from mmlab.models import build_model
 from mmlab.models.fusion import Fusion
 
@@ -126,13 +127,10 @@ class UME(Method):
                                     self.weights, self.combine)
         return net
 
-    @staticmethod
-    def branch(model, m: str) -> nn.ModuleDict:
-        """Modality m's encoder and head (the whole uni-modal model)."""
-        return nn.ModuleDict({"encoder": model.encoders[m], "head": model.fusion.heads[m]})
+    branch = staticmethod(branch)
 
     def configure_optimizers(self, model):
-        return {m: make_optimizer(self.branch(model, m).parameters(), self.cfg) for m in self.modalities}
+        return branch_optimizers(model, self.modalities, self.cfg)
 
     def training_step(self, trainer, batch):
         # one forward; each modality's CE reaches only its own branch, stepped by its own optimizer

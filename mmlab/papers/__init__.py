@@ -267,6 +267,20 @@ def collapse(*tables: pd.DataFrame) -> pd.DataFrame:
     return out.set_index(["method", "column"]).rename_axis(["paper's row", "paper's column"])
 
 
+def modalities_vs_paper(frame: pd.DataFrame, table_id: str, names: dict, columns: dict,
+                        our_dataset: str) -> pd.DataFrame:
+    """A reported table with a column per modality and "Multi" (MLA Table 4, MIE Table 6) vs
+    ours: `names` {paper row: our method label}, `columns` {paper column: our modality}; each
+    modality's own accuracy fills its column, the fused accuracy "Multi" (collapse()d)."""
+    from mmlab.studies import long_frame
+    d = frame[frame.method.isin(names.values())]
+    cols = {ours: paper for paper, ours in columns.items()}
+    ours = pd.concat([long_frame(d, "fused_acc", "Multi", dedupe=True),
+                      long_frame(d[d.modality.isin(cols)], "per_modality_acc", cols)])
+    mp = mapping_for(table_id, names, {**{c: c for c in columns}, "Multi": "Multi"})
+    return collapse(paper_vs_ours(ours, table_id, mp, our_dataset=our_dataset))
+
+
 def _cell(table_id: str, method: str, column: str, dataset: str) -> tuple[float, str]:
     """(value, printed string) of one reported cell; unknown names raise listing the choices."""
     tid = _check_id(table_id)

@@ -329,12 +329,8 @@ def spectra_claims(ledger, sp: pd.DataFrame, n: str) -> None:
 
 def pretrained_table(frame: pd.DataFrame, dataset: str) -> pd.DataFrame:
     """Table 6 (Twitter2015 with CLIP, reported) vs ours (pretrained encoders on mfeat)."""
-    d = frame[frame.method.isin(MIE_T6_NAMES.values())]
-    cols = {ours: paper for paper, ours in MIE_T6_COLUMNS.items()}
-    ours = pd.concat([long_frame(d, "fused_acc", "Multi", dedupe=True),
-                      long_frame(d[d.modality.isin(cols)], "per_modality_acc", cols)])
-    mp = papers.mapping_for("mie-table6", MIE_T6_NAMES, {"Image": "Image", "Text": "Text", "Multi": "Multi"})
-    return papers.collapse(papers.paper_vs_ours(ours, "mie-table6", mp, our_dataset=f"{dataset}, pretrained encoders"))
+    return papers.modalities_vs_paper(frame, "mie-table6", MIE_T6_NAMES, MIE_T6_COLUMNS,
+                                      f"{dataset}, pretrained encoders")
 
 
 def pretrained_claims(ledger, frame: pd.DataFrame, dataset: str) -> None:

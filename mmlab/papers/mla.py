@@ -245,12 +245,8 @@ def gap_claims(ledger, rows: pd.DataFrame, dataset: str) -> None:
 def pretrained_table(frame: pd.DataFrame, dataset: str) -> pd.DataFrame:
     """Tables 4 / 7 (Food-101 with CLIP, reported) vs ours (pretrained encoders on mfeat)."""
     from mmlab.configs.mla import MLA_T4_COLUMNS, MLA_T4_NAMES
-    d = frame[frame.method.isin(MLA_T4_NAMES.values())]
-    cols = {ours: paper for paper, ours in MLA_T4_COLUMNS.items()}
-    ours = pd.concat([long_frame(d, "fused_acc", "Multi", dedupe=True),
-                      long_frame(d[d.modality.isin(cols)], "per_modality_acc", cols)])
-    mp = papers.mapping_for("mla-table4", MLA_T4_NAMES, {"Image": "Image", "Text": "Text", "Multi": "Multi"})
-    return papers.collapse(papers.paper_vs_ours(ours, "mla-table4", mp, our_dataset=f"{dataset}, pretrained encoders"))
+    return papers.modalities_vs_paper(frame, "mla-table4", MLA_T4_NAMES, MLA_T4_COLUMNS,
+                                      f"{dataset}, pretrained encoders")
 
 
 def pretrained_claims(ledger, frame: pd.DataFrame, dataset: str) -> None:
