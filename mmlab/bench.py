@@ -4,7 +4,9 @@ trainer-overhead: the same model, data, optimizer and number of steps, trained b
   mmlab Trainer (validation off, as the bare loop has none) and by a bare PyTorch loop,
   alternating runs; prints the median time ratio last: `trainer_overhead_ratio <x>`.
 epoch-time: median wall seconds per pass over the training set, first pass excluded
-  (so methods with stages compare fairly); prints `s_per_pass <x>` last.
+  (so methods with stages compare fairly); prints `s_per_pass <x>`. A wrapper method that names
+  its `speed_reference` (ERL-MR: the same fusion without it) is timed against it too, with its
+  `speed_target` ratio (ERL-MR: <= 1.25x).
 mla-speed: MLA and concat seconds per pass on the same setup, MLA per modality against concat
   (target <= 1.3x) and against the toolkit's MLA figure.
 mie-speed: MIE, its parts (SAM off, GM off) and MLA seconds per pass on the mla-speed setup,
@@ -102,10 +104,20 @@ def epoch_time(args) -> None:
     opts = _kv(args.method_opt)
     if args.modality:
         opts["modality"] = args.modality
+    torch.set_num_threads(args.threads)
     times = _seconds_per_pass(args.dataset, args.method, args.epochs, args.batch_size, args.device,
                               _kv(args.data_opt), opts, args.optimizer, args.lr)
     print("per-pass seconds: " + " ".join(f"{t:.3f}" for t in times))
-    print(f"s_per_pass {statistics.median(times[1:] if len(times) > 1 else times):.4f}")
+    s = statistics.median(times[1:] if len(times) > 1 else times)
+    print(f"s_per_pass {s:.4f}")
+    reference = getattr(METHODS.get(args.method), "speed_reference", None)
+    if reference is not None:        # a wrapper method: against the same model without it (ERL-MR: 1.25x)
+        ref_method, ref_opts = reference(opts)
+        ref = statistics.median(_seconds_per_pass(args.dataset, ref_method, args.epochs, args.batch_size, args.device,
+                                                  _kv(args.data_opt), ref_opts, args.optimizer, args.lr)[1:])
+        target = getattr(METHODS.get(args.method), "speed_target", None)
+        verdict = "" if target is None else f"  {'ok' if s <= target * ref else 'ABOVE'} (target <= {target}x)"
+        print(f"reference {ref_method} {ref_opts}: s_per_pass {ref:.4f}  ratio {s / ref:.2f}{verdict}")
 
 
 # The ReconBoost speed setup's reference: a popular toolkit's implementations on mfeat (fac + fou views), MLP encoders
@@ -278,6 +290,7 @@ def main(argv=None) -> None:
     b.add_argument("--lr", type=float, default=1e-3)
     b.add_argument("--data-opt", action="append", default=[], metavar="KEY=VALUE")
     b.add_argument("--method-opt", action="append", default=[], metavar="KEY=VALUE")
+    b.add_argument("--threads", type=int, default=2)
     c = sub.add_parser("baselines-speed", help="the ReconBoost speed targets (mfeat fac+fou, MLP 128->64, SGD)")
     c.add_argument("--epochs", type=int, default=8)
     c.add_argument("--threads", type=int, default=2)

@@ -1,0 +1,34 @@
+"""ERL-MR chapters 10-11: the figures, in the one mmlab.viz style; each returns a figure."""
+from __future__ import annotations
+
+import pandas as pd
+
+from mmlab import viz
+
+
+def gains(rows: pd.DataFrame, paper: pd.DataFrame):
+    """ERL-MR's gain in fused test accuracy per fusion (bars: ours, mean ± sd over seeds; one panel
+    per stand-in and protocol), with the paper's gains on the family's datasets as black marks."""
+    fig = viz.bars_by(rows.assign(points=100 * rows.gain), col="panel", x="fusion", y="points",
+                      ylabel="accuracy gain with ERL-MR (points)", width=3.6, height=3.0)
+    marks = {"o": "paper (reported): first dataset", "D": "paper (reported): second dataset"}
+    for ax, panel in zip(fig.axes, dict.fromkeys(rows.panel)):
+        ax.axhline(0, color="0.3", lw=0.8)
+        order = [t.get_text() for t in ax.get_xticklabels()]
+        for (marker, _), (ds, g) in zip(marks.items(), paper[paper.panel == panel].groupby("paper dataset", sort=False)):
+            xs = [order.index(f) for f in g.fusion]
+            ax.plot(xs, g.gain, marker, color="black", ms=5, label=f"paper (reported): {ds}")
+    viz.figure_legend(fig)
+    return fig
+
+
+def training_curves(hf: pd.DataFrame, dataset: str):
+    """Fig. 2: each modality's own validation accuracy (and the fused one) after every pass,
+    without and with ERL-MR (mean ± sd over seeds), one panel per modality."""
+    d = hf[hf.dataset == dataset]
+    fig = viz.noise_curves(d, x="epoch", y="acc", hue="method", col="panel", ylabel="validation accuracy")
+    for ax in fig.axes:
+        if ax.get_xlabel():
+            ax.set_xlabel("pass over train")
+    return fig
+
