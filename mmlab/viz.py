@@ -107,13 +107,16 @@ METHOD_COLORS = {
     "AGM": "#5254a3", "MSLR": "#8ca252", "MSES": "#bd9e39", "DOMFN": "#ad494a", "Greedy": "#a55194",
     "MMCosine": "#6b6ecf", "CentralNet": "#b5cf6b", "AE": "#e7ba52", "MMIN": "#d6616b",
 }
-_ALIASES = {"gblend": "G-Blending"}     # registered method names that do not normalise to their label
+# registered method names and the papers' row names that do not normalise to a label above
+# (ERL-MR's Table 2 rows: the plain fusion, and with † the fusion with ERL-MR)
+_ALIASES = {"gblend": "G-Blending", "Concatenation": "concat", "Summation": "sum", "Concatenation†": "ERL-MR",
+            "erl_mr": "ERL-MR"}
 _FALLBACK = sns.color_palette("husl", 24).as_hex()
 _ALONE = ["#4d4d4d", "#7a7a7a", "#2b2b2b", "#999999"]      # "<modality> alone": greys
 
 
 def _key(label) -> str:
-    return re.sub(r"[^a-z0-9+=/.]", "", str(label).lower())
+    return re.sub(r"[^a-z0-9+=/.†]", "", str(label).lower())
 
 
 _BY_KEY = {**{_key(k): v for k, v in METHOD_COLORS.items()},

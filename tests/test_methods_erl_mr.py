@@ -239,3 +239,19 @@ def test_every_baseline_trains_with_every_fusion(method):
         assert torch.isfinite(out.logits).all()
         assert set(out.per_modality) == set(t.model.modalities)
         assert t.history[-1]["train"]["acc"] > 0.4, (method, fusion)   # 4 classes: chance 0.25
+
+
+# --- the chapters' configs ------------------------------------------------------------------------
+def test_sections_share_runs_and_name_the_paper_rows():
+    from mmlab import papers
+    from mmlab.configs import erl_mr as cfg
+    for f in FUSIONS4:
+        assert cfg.T5[cfg.t5_label(f, "none")] == cfg.T2[cfg.T2_NAMES[f]]            # the plain fusion, chapter 01's run
+        assert cfg.T5[cfg.t5_label(f, "E+C1+C2")] == cfg.T2[cfg.T2_NAMES[f] + cfg.DAGGER]
+        assert cfg.T3[f"Ours ({cfg.T3_NAMES[f]})"] == cfg.T2[cfg.T2_NAMES[f] + cfg.DAGGER]
+    for tid, labels in (("erl-mr-table2", cfg.T2), ("erl-mr-table3", cfg.T3), ("erl-mr-table4", cfg.T4)):
+        assert set(labels) <= set(papers.load_table(tid).method), tid      # every row of ours is a paper row
+    assert set(papers.load_table("erl-mr-table5").column) == set(cfg.SWITCHES)
+    # every switch setting is a distinct run
+    runs = [repr(v) for k, v in cfg.T5.items()]
+    assert len(set(runs)) == len(runs)

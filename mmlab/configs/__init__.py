@@ -7,6 +7,9 @@ mmlab.data.<name>.VARIANTS; the "easy" variants of the first ReconBoost round ar
 with dataset option variant="easy"):
 
   mmlab.configs.imbalance   chapters 00-01 (shared benchmarks, calibration, imbalance)
+  mmlab.configs.erl_mr      chapters 10-11 (ERL-MR, ACM MM 2024)
+  mmlab.configs.mie         chapters 20-21 (MIE, 2024)
+  mmlab.configs.mla         chapters 30-32 (MLA, CVPR 2024)
   mmlab.configs.reconboost  chapters 40-43 (ReconBoost, ICML 2024)
 
 Profiles:

@@ -11,13 +11,13 @@ def gains(rows: pd.DataFrame, paper: pd.DataFrame):
     per stand-in and protocol), with the paper's gains on the family's datasets as black marks."""
     fig = viz.bars_by(rows.assign(points=100 * rows.gain), col="panel", x="fusion", y="points",
                       ylabel="accuracy gain with ERL-MR (points)", width=3.6, height=3.0)
-    marks = {"o": "paper (reported): first dataset", "D": "paper (reported): second dataset"}
+    markers = dict(zip(dict.fromkeys(paper["paper dataset"]), "osD^vP"))      # one marker per paper dataset
     for ax, panel in zip(fig.axes, dict.fromkeys(rows.panel)):
         ax.axhline(0, color="0.3", lw=0.8)
         order = [t.get_text() for t in ax.get_xticklabels()]
-        for (marker, _), (ds, g) in zip(marks.items(), paper[paper.panel == panel].groupby("paper dataset", sort=False)):
+        for ds, g in paper[paper.panel == panel].groupby("paper dataset", sort=False):
             xs = [order.index(f) for f in g.fusion]
-            ax.plot(xs, g.gain, marker, color="black", ms=5, label=f"paper (reported): {ds}")
+            ax.plot(xs, g.gain, markers[ds], color="black", ms=5, ls="", label=f"paper (reported): {ds}")
     viz.figure_legend(fig)
     return fig
 
