@@ -52,7 +52,15 @@ def cmd_datasets(args) -> int:
     from mmlab.data import DATASETS, load_dataset
     from mmlab.data.base import dataset_module
     for name in DATASETS.names():
-        s = load_dataset(name)
+        if getattr(dataset_module(name), "USER_SUPPLIED", False):
+            try:                                   # a paper's own dataset, read from a copy you supply
+                s = load_dataset(name)
+            except FileNotFoundError as e:
+                print(f"{name:10s} not found here ({str(e).split(':')[0]}); prepare it with "
+                      f"`python -m mmlab prepare {name} --root DIR`")
+                continue
+        else:
+            s = load_dataset(name)
         mods = ", ".join(f"{m} {tuple(shape)}" for m, shape in s.info.modalities.items())
         sz = s.sizes()
         print(f"{name:10s} classes={s.info.num_classes:<3d} train={sz['train']:<6d} val={sz['val']:<5d} "
@@ -65,6 +73,20 @@ def cmd_datasets(args) -> int:
                   f"also variant={sorted(set(variants) - {'calibrated'})}")
         if getattr(module, "REGIME", None):
             print(f"{'':10s} measured regime: {module.REGIME}")
+    return 0
+
+
+def cmd_prepare(args) -> int:
+    """Turn a raw download of a paper's dataset into cached tensors once (resumable, atomic)."""
+    from mmlab.data import DATASETS
+    from mmlab.data.base import dataset_module
+    module = dataset_module(args.dataset)        # unknown name: the registry's error lists the datasets
+    if not hasattr(module, "prepare"):
+        prep = [n for n in DATASETS.names() if hasattr(dataset_module(n), "prepare")]
+        raise ValueError(f"dataset {args.dataset!r} needs no prepare step (it ships with a package); "
+                         f"datasets read from a copy you supply: {prep}")
+    d = module.prepare(args.root, progress=True, **dict(args.data_opt))
+    print(f"{args.dataset}: {len(d['y'])} clips prepared under $MMLAB_CACHE/data")
     return 0
 
 
@@ -138,9 +160,16 @@ def main(argv=None) -> int:
     t.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir/last.pt")
     t.add_argument("--progress", action="store_true", help="tqdm progress bars")
     t.add_argument("--json", action="store_true", help="print one JSON object")
+    pr = sub.add_parser("prepare", help="turn a raw download of a dataset into cached tensors (resumable)")
+    pr.add_argument("dataset")
+    pr.add_argument("--root", required=True, help="the folder holding the dataset's files")
+    pr.add_argument("--data-opt", type=_kv, action="append", default=[], metavar="KEY=VALUE",
+                    help="preprocessing option, e.g. --data-opt frames=3 (repeatable)")
     args = p.parse_args(argv)
     try:
-        return {"datasets": cmd_datasets, "methods": cmd_methods, "train": cmd_train}[args.cmd](args)
-    except (KeyError, ValueError, TypeError, ImportError, FloatingPointError, RuntimeError) as e:
+        return {"datasets": cmd_datasets, "methods": cmd_methods, "train": cmd_train,
+                "prepare": cmd_prepare}[args.cmd](args)
+    except (KeyError, ValueError, TypeError, ImportError, FloatingPointError, RuntimeError,
+            FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,0 +1,220 @@
+"""`cremad`: CREMA-D (Cao et al. 2014; 7,442 clips of 91 actors, 6 emotions) from a copy you
+supply, preprocessed as OGM-GE's CREMA-D loader does (the recipe ReconBoost, MLA and MIE follow).
+
+Nothing is downloaded. The root is `data_root=` (a dataset option; notebooks: `-p data_root
+/data`) or the environment variable MMLAB_DATA, and holds (either directly or in a CREMA-D/
+folder under it) the public release's audio and the frames OGM-GE extracts at 1 fps:
+
+    <root>/AudioWAV/<actor>_<sentence>_<emotion>_<level>.wav     e.g. 1001_DFA_ANG_XX.wav
+    <root>/Image-01-FPS/<clip>/*.jpg                             one folder per clip
+    <root>/train.csv, <root>/test.csv                            the standard split lists
+                                                                 ("<clip>,<emotion>" per line;
+                                                                 only for split="standard")
+
+Audio (OGM-GE): the waveform resampled to 22,050 Hz, repeated to fill and cut at 3 s (OGM-GE
+tiles it 3 times, enough for every CREMA-D clip; a clip under 1 s is tiled more), clipped
+to [-1, 1]; |STFT| with n_fft 512, hop 353 (Hann window, centred frames) -> log(|S| + 1e-7), a
+257 x 188 spectrogram [1, 257, 188]. Visual: `frames` frames per clip (1 or 3), evenly spaced
+over the clip's frames (OGM-GE samples them at random for training; ours are fixed so the
+prepared tensors can be cached), resized to image_size x image_size, ImageNet-normalised, the
+frames stacked on the channel axis [3 * frames, S, S].
+
+Splits: "standard" = train.csv / test.csv (these lists share actors between train and test);
+"actor" = an actor-disjoint split: a fixed 20 % of the actors (drawn with seed 0) are test,
+validation is a seeded set of other actors. Otherwise validation is a stratified slice of train.
+
+`python -m mmlab prepare cremad --root DIR` builds the tensors once, with a progress bar, in
+shards of 256 clips that are each written atomically: an interrupted prepare resumes from the
+last finished shard and never leaves a file a later load would trust half-written.
+"""
+from __future__ import annotations
+
+import csv
+import os
+from math import gcd
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+import torch
+
+from mmlab.data.base import (DataFormatError, DatasetInfo, MMData, Splits, check_knob, group_val_split,
+                             register_dataset, stratified_val_split)
+from mmlab.utils import atomic_torch_save, cache_root, stable_hash
+
+EMOTIONS = ("ANG", "DIS", "FEA", "HAP", "NEU", "SAD")
+SR, SECONDS, N_FFT, HOP = 22050, 3, 512, 353
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+SHARD = 256
+USER_SUPPLIED = True        # read from a copy you supply (python -m mmlab datasets says so when absent)
+LAYOUT = ("<root>/AudioWAV/<actor>_<sentence>_<emotion>_<level>.wav (e.g. 1001_DFA_ANG_XX.wav), "
+          "<root>/Image-01-FPS/<clip>/*.jpg (frames at 1 fps, one folder per clip) and, for split='standard', "
+          "<root>/train.csv and <root>/test.csv ('<clip>,<emotion>' per line)")
+
+
+def find_root(data_root: Optional[str] = None) -> Path:
+    """The CREMA-D folder: data_root or $MMLAB_DATA, or its CREMA-D/ subfolder."""
+    given = data_root or os.environ.get("MMLAB_DATA")
+    if not given:
+        raise FileNotFoundError("cremad reads a copy of CREMA-D you supply: pass data_root=DIR (notebooks: -p "
+                                f"data_root DIR) or set MMLAB_DATA=DIR, DIR holding {LAYOUT}")
+    for cand in (Path(given), Path(given) / "CREMA-D"):
+        if (cand / "AudioWAV").is_dir():
+            return cand
+    raise FileNotFoundError(f"no CREMA-D under {given}: expected {LAYOUT} (first missing: "
+                            f"{Path(given) / 'AudioWAV'})")
+
+
+def list_clips(root: Path) -> List[tuple]:
+    """[(clip, actor, emotion index)] of every WAV, sorted; a misnamed file is an error naming it."""
+    out = []
+    for wav in sorted((root / "AudioWAV").glob("*.wav")):
+        parts = wav.stem.split("_")
+        if len(parts) != 4 or not parts[0].isdigit() or parts[2] not in EMOTIONS:
+            raise DataFormatError(f"{wav}: expected <actor>_<sentence>_<emotion>_<level>.wav with a numeric actor "
+                                  f"and an emotion in {EMOTIONS}")
+        out.append((wav.stem, int(parts[0]), EMOTIONS.index(parts[2])))
+    if not out:
+        raise FileNotFoundError(f"{root / 'AudioWAV'} holds no .wav file; expected {LAYOUT}")
+    return out
+
+
+def spectrogram(path: Path) -> torch.Tensor:
+    """OGM-GE's audio input for one clip: log |STFT| [1, 257, 188]."""
+    from scipy.io import wavfile
+    from scipy.signal import resample_poly
+    try:
+        rate, x = wavfile.read(path)
+    except Exception as e:
+        raise DataFormatError(f"{path}: not a readable WAV file ({type(e).__name__}: {e})") from None
+    x = x.astype(np.float32) / (32768.0 if x.dtype == np.int16 else 1.0)
+    x = x.mean(axis=1) if x.ndim == 2 else x                           # mono
+    if x.size == 0:
+        raise DataFormatError(f"{path}: empty WAV file")
+    g = gcd(int(rate), SR)
+    x = resample_poly(x, SR // g, int(rate) // g).astype(np.float32)    # -> 22,050 Hz
+    reps = max(SECONDS, -(-SR * SECONDS // len(x)))                    # OGM-GE tiles 3 times (its clips
+    x = np.clip(np.tile(x, reps)[:SR * SECONDS], -1, 1)                 # are > 1 s); shorter ones tile more
+    s = torch.stft(torch.from_numpy(x), N_FFT, HOP, window=torch.hann_window(N_FFT), center=True,
+                   pad_mode="constant", return_complex=True)            # [257, 188]
+    return torch.log(s.abs() + 1e-7).unsqueeze(0)
+
+
+def frames_of(folder: Path, frames: int, size: int) -> torch.Tensor:
+    """`frames` evenly spaced frames of one clip, resized and ImageNet-normalised [3 * frames, S, S]."""
+    from PIL import Image
+    files = sorted(folder.glob("*.jpg"))
+    if not files:
+        raise DataFormatError(f"{folder}: expected the clip's frames as .jpg files (Image-01-FPS/<clip>/*.jpg)")
+    pick = np.linspace(0, len(files) - 1, frames).round().astype(int)
+    mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    out = []
+    for i in pick:
+        try:
+            img = Image.open(files[i]).convert("RGB").resize((size, size), Image.BILINEAR)
+        except Exception as e:
+            raise DataFormatError(f"{files[i]}: not a readable image ({type(e).__name__}: {e})") from None
+        t = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
+        out.append((t - mean) / std)
+    return torch.cat(out)
+
+
+def _clip_tensors(root: Path, clips, frames: int, size: int) -> dict:
+    audio = torch.stack([spectrogram(root / "AudioWAV" / f"{c}.wav") for c, _, _ in clips])
+    visual = torch.stack([frames_of(root / "Image-01-FPS" / c, frames, size) for c, _, _ in clips])
+    return {"audio": audio, "visual": visual}
+
+
+def _key(root: Path, clips, opts: dict) -> str:
+    sizes = [(root / "AudioWAV" / f"{c}.wav").stat().st_size for c, _, _ in clips]
+    from mmlab.deps import code_hash
+    return stable_hash({"clips": [c for c, _, _ in clips], "sizes": sizes, "options": opts,
+                        "code": code_hash([__name__])})
+
+
+def prepare(data_root: Optional[str] = None, frames: int = 1, image_size: int = 224, progress: bool = False,
+            stop_after: Optional[int] = None) -> dict:
+    """Every clip's tensors, built once and cached ($MMLAB_CACHE/data/cremad-<key>.pt) from shards
+    written atomically (resumable); stop_after=k stops after k new shards (for tests)."""
+    root = find_root(data_root)
+    clips = list_clips(root)
+    opts = {"frames": frames, "image_size": image_size}
+    key = _key(root, clips, opts)
+    final = cache_root() / "data" / f"cremad-{key}.pt"
+    if final.exists():
+        try:
+            return torch.load(final, weights_only=True)
+        except Exception:
+            final.unlink(missing_ok=True)                  # a damaged file is rebuilt, never trusted
+    shard_dir = cache_root() / "data" / f"cremad-{key}.shards"
+    starts = range(0, len(clips), SHARD)
+    done = 0
+    from tqdm.auto import tqdm
+    for s in tqdm(starts, desc="prepare cremad (shards)", disable=not progress):
+        path = shard_dir / f"{s // SHARD:05d}.pt"
+        try:
+            torch.load(path, weights_only=True)
+            continue                                       # finished in an earlier (interrupted) prepare
+        except Exception:
+            pass
+        if stop_after is not None and done >= stop_after:
+            raise KeyboardInterrupt(f"prepare stopped after {done} new shards (stop_after)")
+        atomic_torch_save(_clip_tensors(root, clips[s:s + SHARD], frames, image_size), path)
+        done += 1
+    parts = [torch.load(shard_dir / f"{s // SHARD:05d}.pt", weights_only=True) for s in starts]
+    d = {m: torch.cat([p[m] for p in parts]) for m in ("audio", "visual")}
+    d.update(clip=[c for c, _, _ in clips], actor=torch.tensor([a for _, a, _ in clips]),
+             y=torch.tensor([e for _, _, e in clips]))
+    atomic_torch_save(d, final)
+    for p in shard_dir.glob("*.pt"):
+        p.unlink()
+    shard_dir.rmdir()
+    return d
+
+
+def _listed(root: Path, name: str) -> List[str]:
+    path = root / name
+    if not path.is_file():
+        raise FileNotFoundError(f"split='standard' reads {path} ('<clip>,<emotion>' per line, OGM-GE's list); "
+                                f"put it there, or use split='actor' (actor-disjoint, needs no list)")
+    with open(path, newline="") as f:
+        rows = [r for r in csv.reader(f) if r]
+    return [Path(r[0]).stem for r in rows]
+
+
+def actor_test_set(actors) -> set:
+    """The actor-disjoint split's test actors: a fixed 20 % of the actors, drawn with seed 0."""
+    actors = sorted(set(int(a) for a in actors))
+    n = max(1, int(round(0.2 * len(actors))))
+    return set(np.random.default_rng(0).choice(actors, size=n, replace=False).tolist())
+
+
+@register_dataset("cremad")
+def build(seed: int = 0, val_fraction: float = 0.1, *, data_root: Optional[str] = None, split: str = "standard",
+          frames: int = 1, image_size: int = 224) -> Splits:
+    if split not in ("standard", "actor"):
+        raise ValueError(f"cremad: split must be 'standard' (OGM-GE's lists) or 'actor' (actor-disjoint), got {split!r}")
+    check_knob("cremad", "frames", frames, 1, 16, integer=True)
+    check_knob("cremad", "image_size", image_size, 16, 1024, integer=True)
+    d = prepare(data_root, frames, image_size)
+    full = MMData({"audio": d["audio"], "visual": d["visual"]}, d["y"], d["actor"])
+    index = {c: i for i, c in enumerate(d["clip"])}
+    if split == "standard":
+        root = find_root(data_root)
+        tr, te = (_listed(root, n) for n in ("train.csv", "test.csv"))
+        unknown = [c for c in tr + te if c not in index]
+        if unknown:
+            raise DataFormatError(f"{root}: the split lists name clips with no AudioWAV file, first {unknown[0]!r}")
+        pool, test = full.subset([index[c] for c in tr]), full.subset([index[c] for c in te])
+        train, val = stratified_val_split(pool, val_fraction, seed)
+    else:
+        is_test = np.isin(d["actor"].numpy(), sorted(actor_test_set(d["actor"].tolist())))
+        pool, test = full.subset(np.flatnonzero(~is_test)), full.subset(np.flatnonzero(is_test))
+        train, val = group_val_split(pool, val_fraction, seed)
+    info = DatasetInfo(
+        name="cremad", modalities={"audio": (1, 257, 188), "visual": (3 * frames, image_size, image_size)},
+        class_names=list(EMOTIONS),
+        encoders={"audio": ("resnet18", {"in_channels": 1}), "visual": ("resnet18", {"in_channels": 3 * frames})},
+        description="CREMA-D (user-supplied), OGM-GE's preprocessing: log-STFT audio, ImageNet-normalised frames.",
+        options=dict(split=split, frames=frames, image_size=image_size))
+    return Splits(train, val, test, info)
