@@ -109,7 +109,7 @@ METHOD_COLORS = {
 }
 # registered method names and the papers' row names that do not normalise to a label above
 # (ERL-MR's Table 2 rows: the plain fusion, and with † the fusion with ERL-MR)
-_ALIASES = {"gblend": "G-Blending", "Concatenation": "concat", "Summation": "sum", "Concatenation†": "ERL-MR",
+_ALIASES = {"gblend": "G-Blending", "G-Blend": "G-Blending", "Concatenation": "concat", "Summation": "sum", "Concatenation†": "ERL-MR",
             "erl_mr": "ERL-MR"}
 _FALLBACK = sns.color_palette("husl", 24).as_hex()
 _ALONE = ["#4d4d4d", "#7a7a7a", "#2b2b2b", "#999999"]      # "<modality> alone": greys

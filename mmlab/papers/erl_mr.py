@@ -151,6 +151,20 @@ def table3_compact(st: Dict[tuple, tuple]) -> Dict[str, pd.DataFrame]:
     return out
 
 
+def table3_rows(st: Dict[tuple, tuple]) -> pd.DataFrame:
+    """For the Table 3 figure: (panel = fusion, method = baseline or ERL-MR, seed, acc) per
+    dataset and protocol that ran Table 3, fused test accuracy."""
+    out = []
+    for n, found in _by_dataset(st, T3).items():
+        for p, frame in found:
+            d = fused_rows(frame[frame.method.isin(T3)])
+            base = d.method.str.rsplit(" (", n=1).str[0].replace({"Ours": "ERL-MR"})
+            fusion = d.method.str.rsplit(" (", n=1).str[1].str[:-1]
+            out.append(pd.DataFrame({"panel": f"{n}, {LABEL[p]}: " + fusion, "method": base, "seed": d.seed,
+                                     "acc": d.fused_acc}))
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=["panel", "method", "seed", "acc"])
+
+
 def table3_claims(ledger, st: Dict[tuple, tuple]) -> None:
     """ERL-MR ("Ours") above each baseline with the same fusion, fused accuracy, per protocol."""
     for n, found in _by_dataset(st, T3).items():

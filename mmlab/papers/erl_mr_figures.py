@@ -32,3 +32,9 @@ def training_curves(hf: pd.DataFrame, dataset: str):
             ax.set_xlabel("pass over train")
     return fig
 
+
+
+def baselines(rows: pd.DataFrame):
+    """Table 3: fused test accuracy of each rebalancing method and ERL-MR, one panel per fusion
+    (mean ± sd over seeds; a method keeps its colour across panels)."""
+    return viz.bars_by(rows, col="panel", x="method", y="acc", width=3.6, height=3.0)
