@@ -20,9 +20,11 @@ every model on cgm at chance (measured 2026-12-02, 3 seeds: 10.0-11.8 % for each
 each fusion and each fusion with ERL-MR, 4 passes), so the quick profile runs the paper recipe on
 the three-modality stand-in only (Fig. 3, 20 passes, under 4 s a run); full runs it everywhere.
 
-Expected (quick profile, 3 seeds, test %, measured 2026-12-02): see the chapters' tables;
-ERL-MR on cgm: concat 29.0 -> 46.6, FiLM 30.9 -> 46.0, sum 32.4 -> 36.9, gated 28.5 -> 11.6
-(one seed of three never leaves chance).
+Expected (quick profile, 3 seeds, fused test %, measured 2026-12-02 in the book build): ERL-MR
+on cgm concat 29.0 -> 46.6, sum 32.5 -> 36.9, FiLM 30.9 -> 46.0, gated 28.5 -> 11.7; watch concat
+76.0 -> 75.7; avmnist concat 81.1 -> 51.5 (ERL-MR learns slowly in 6 passes). `bench epoch-time
+--dataset watch --method erl_mr`: 0.97x concat. Quick run time (2-core CPU, empty cache, `make
+book`, two notebooks at a time): 10 462 s, 11 833 s (the whole book 48.3 min).
 """
 from __future__ import annotations
 
