@@ -105,16 +105,19 @@ def epoch_time(args) -> None:
     if args.modality:
         opts["modality"] = args.modality
     torch.set_num_threads(args.threads)
-    times = _seconds_per_pass(args.dataset, args.method, args.epochs, args.batch_size, args.device,
-                              _kv(args.data_opt), opts, args.optimizer, args.lr)
+    def per_pass(method, method_opts):
+        return _seconds_per_pass(args.dataset, method, args.epochs, args.batch_size, args.device,
+                                 _kv(args.data_opt), method_opts, args.optimizer, args.lr)
+
+    times = per_pass(args.method, opts)
     print("per-pass seconds: " + " ".join(f"{t:.3f}" for t in times))
     s = statistics.median(times[1:] if len(times) > 1 else times)
     print(f"s_per_pass {s:.4f}")
     reference = getattr(METHODS.get(args.method), "speed_reference", None)
     if reference is not None:        # a wrapper method: against the same model without it (ERL-MR: 1.25x)
         ref_method, ref_opts = reference(opts)
-        ref = statistics.median(_seconds_per_pass(args.dataset, ref_method, args.epochs, args.batch_size, args.device,
-                                                  _kv(args.data_opt), ref_opts, args.optimizer, args.lr)[1:])
+        ref_times = per_pass(ref_method, ref_opts)
+        ref = statistics.median(ref_times[1:] if len(ref_times) > 1 else ref_times)
         target = getattr(METHODS.get(args.method), "speed_target", None)
         verdict = "" if target is None else f"  {'ok' if s <= target * ref else 'ABOVE'} (target <= {target}x)"
         print(f"reference {ref_method} {ref_opts}: s_per_pass {ref:.4f}  ratio {s / ref:.2f}{verdict}")

@@ -52,15 +52,14 @@ def cmd_datasets(args) -> int:
     from mmlab.data import DATASETS, load_dataset
     from mmlab.data.base import dataset_module
     for name in DATASETS.names():
-        if getattr(dataset_module(name), "USER_SUPPLIED", False):
-            try:                                   # a paper's own dataset, read from a copy you supply
-                s = load_dataset(name)
-            except FileNotFoundError as e:
-                print(f"{name:10s} not found here ({str(e).split(':')[0]}); prepare it with "
-                      f"`python -m mmlab prepare {name} --root DIR`")
-                continue
-        else:
+        try:
             s = load_dataset(name)
+        except FileNotFoundError as e:             # a paper's own dataset, read from a copy you supply
+            if not getattr(dataset_module(name), "USER_SUPPLIED", False):
+                raise
+            print(f"{name:10s} not found here ({str(e).split(':')[0]}); prepare it with "
+                  f"`python -m mmlab prepare {name} --root DIR`")
+            continue
         mods = ", ".join(f"{m} {tuple(shape)}" for m, shape in s.info.modalities.items())
         sz = s.sizes()
         print(f"{name:10s} classes={s.info.num_classes:<3d} train={sz['train']:<6d} val={sz['val']:<5d} "

@@ -129,6 +129,18 @@ def variant_study(dataset: str, variants: Dict[str, Tuple[str, dict]], seeds=(0,
     return imbalance_frame(results, [label for label, _, _ in runs]), runs
 
 
+def fused_by_seed(frame: pd.DataFrame, label: str, value: str = "fused_acc") -> pd.Series:
+    """One run-level value (fused test accuracy by default) of the runs labelled `label`, by seed
+    (the per-seed series the claims pair up)."""
+    return fused_rows(frame[frame.method == label]).set_index("seed")[value]
+
+
+def own_by_seed(frame: pd.DataFrame, label: str, modality: str) -> pd.Series:
+    """A modality's own test accuracy inside the runs labelled `label`, by seed."""
+    d = frame[(frame.method == label) & (frame.modality == modality)]
+    return d.set_index("seed").per_modality_acc
+
+
 def per_model(runs, fn, labels=None, **params) -> pd.DataFrame:
     """Rows of fn(method, model, splits, **params) -> dict or list of dicts, for each trained
     run (label, cfg, result) whose label is in `labels` (default all), with label and seed.

@@ -112,3 +112,11 @@ class Protocol:
                        "weight decay": r.weight_decay, "options": ", ".join(f"{k}={v}" for k, v in r.method_options.items())
                        or "—", "source": r.source}
         return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def equal_protocol(specs: Dict[str, StudySpec],
+                   description: str = "every method Adam 1e-3 for chapter 01's passes (its runs are reused)") -> Protocol:
+    """The paper chapters' "equal budget" protocol over `specs`: every method Adam 1e-3 for chapter
+    01's passes (its runs are reused)."""
+    return Protocol("equal", "equal budget", description, specs, {n: {"*": Recipe(source="Adam 1e-3 for every method (chapter 01's setting)")} for n in specs})
+

@@ -28,9 +28,10 @@ book`, two notebooks at a time): 10 462 s, 11 833 s (the whole book 48.3 min).
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Dict
 
-from mmlab.configs import FAMILY, Protocol, Recipe, Sizes, StudySpec
+from mmlab.configs import FAMILY, Protocol, Recipe, Sizes, StudySpec, equal_protocol
 from mmlab.configs.imbalance import IMBALANCE
 
 FUSIONS = ("concat", "sum", "film", "gated")
@@ -47,7 +48,7 @@ ERL_TABLE_DATASETS = {"cgm": ("CG-MNIST",), "watch": ("USC", "MHAD"), "avmnist":
 # --- protocols ----------------------------------------------------------------------------
 def _two_seeds(s: Sizes) -> Sizes:
     """Chapter 01's smoke sizes on two of its seeds (CI exercises the code, not the verdicts)."""
-    return Sizes(s.epochs, (0, 1), dict(s.dataset_options), s.batch_size, s.lr, s.train_subset, s.probe_max_train)
+    return replace(s, seeds=(0, 1))
 
 
 _SPECS_EQUAL: Dict[str, StudySpec] = {
@@ -60,7 +61,7 @@ _LR = {"cgm": 1e-3, "watch": 1e-3, "avmnist": 1e-4, "mfeat": 1e-3}
 
 
 def _paper_sizes(n: str, s: Sizes) -> Sizes:
-    return Sizes(s.epochs, s.seeds, dict(s.dataset_options), _BATCH[n], _LR[n], s.train_subset, s.probe_max_train)
+    return replace(s, batch_size=_BATCH[n], lr=_LR[n])
 
 
 _SPECS_PAPER: Dict[str, StudySpec] = {
@@ -70,10 +71,7 @@ _SPECS_PAPER: Dict[str, StudySpec] = {
 _SRC = ("ERL-MR Sec. 5.1: SGD, momentum 0.9, weight decay 1e-4; lr 1e-3 / batch 64 (CGM), 1e-3 / 16 (USC, "
         "MHAD), 1e-4 / 64 (AVE); the same recipe and epochs for every baseline (\"to ensure fairness\")")
 ERL_PROTOCOLS: Dict[str, Protocol] = {
-    "equal": Protocol("equal", "equal budget",
-                      "every method Adam 1e-3 for chapter 01's passes (its runs are reused)", _SPECS_EQUAL,
-                      {n: {"*": Recipe(source="Adam 1e-3 for every method (chapter 01's setting)")}
-                       for n in _SPECS_EQUAL}),
+    "equal": equal_protocol(_SPECS_EQUAL),
     "paper": Protocol("paper", "paper recipe",
                       "ERL-MR's recipe for every method: SGD, momentum 0.9, weight decay 1e-4, the paper's lr and "
                       "batch per dataset, chapter 01's passes", _SPECS_PAPER,

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from typing import Dict, Tuple
 
-from mmlab.configs import FAMILY, Protocol, Recipe  # noqa: F401 (FAMILY: the chapters)
+from mmlab.configs import FAMILY, Protocol, Recipe, equal_protocol  # noqa: F401 (FAMILY: the chapters)
 from mmlab.configs.mla import MLA_SPECS_EQUAL, MLA_SPECS_PAPER
 
 MIE_RHO_PAPER = "paper"        # 1e-10 for audio, 1e-15 for the other modalities (MIE's default)
@@ -42,11 +42,8 @@ MIE_RHO_ACTING = 0.05          # SAM's default (Foret et al. 2021), where the pe
 _MIE_SRC = ("MIE Sec. 4.2.3: SGD lr 1e-2, momentum 0.9, weight decay 1e-4, lr / 10 when the loss saturates "
             "(here StepLR at epoch 70 of 100), for every method")
 MIE_PROTOCOLS: Dict[str, Protocol] = {
-    "equal": Protocol("equal", "equal budget",
-                      "every method Adam 1e-3 for chapter 01's passes (its runs and chapters 30 / 40's are reused)",
-                      MLA_SPECS_EQUAL,
-                      {n: {"*": Recipe(source="Adam 1e-3 for every method (chapter 01's setting)")}
-                       for n in MLA_SPECS_EQUAL}),
+    "equal": equal_protocol(MLA_SPECS_EQUAL, "every method Adam 1e-3 for chapter 01's passes (its runs and "
+                                             "chapters 30 / 40's are reused)"),
     "paper": Protocol("paper", "paper recipe",
                       "MIE's recipe for every method: SGD 1e-2, momentum 0.9, weight decay 1e-4, lr x0.1 at epoch "
                       "70 of 100", MLA_SPECS_PAPER,

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Dict, Tuple
 
-from mmlab.configs import FAMILY, Protocol, Recipe, Sizes, StudySpec  # noqa: F401 (FAMILY: the chapters)
+from mmlab.configs import FAMILY, Protocol, Recipe, Sizes, StudySpec, equal_protocol  # noqa: F401 (FAMILY: the chapters)
 from mmlab.configs.imbalance import IMBALANCE
 
 # --- protocols ----------------------------------------------------------------------------
@@ -48,10 +48,7 @@ MLA_SPECS_PAPER: Dict[str, StudySpec] = {
 _MLA_SRC = ("MLA App. A.3: SGD lr 1e-3, momentum 0.9, batch 64, lr x0.1 at regular intervals (StepLR(70, 0.1) "
             "over 100 epochs and weight decay 1e-4 in the authors' code), for every method")
 MLA_PROTOCOLS: Dict[str, Protocol] = {
-    "equal": Protocol("equal", "equal budget",
-                      "every method Adam 1e-3 for chapter 01's passes (its runs are reused)", MLA_SPECS_EQUAL,
-                      {n: {"*": Recipe(source="Adam 1e-3 for every method (chapter 01's setting)")}
-                       for n in MLA_SPECS_EQUAL}),
+    "equal": equal_protocol(MLA_SPECS_EQUAL),
     "paper": Protocol("paper", "paper recipe",
                       "MLA's recipe for every method: SGD 1e-3, momentum 0.9, weight decay 1e-4, lr x0.1 at "
                       "epoch 70 of 100", MLA_SPECS_PAPER,

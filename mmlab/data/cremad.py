@@ -38,8 +38,8 @@ from typing import List, Optional
 import numpy as np
 import torch
 
-from mmlab.data.base import (DataFormatError, DatasetInfo, MMData, Splits, check_knob, group_val_split,
-                             register_dataset, stratified_val_split)
+from mmlab.data.base import (DataFormatError, DatasetInfo, MMData, Splits, cached_prepare, check_knob,
+                             group_val_split, register_dataset, stratified_val_split)
 from mmlab.utils import atomic_torch_save, cache_root, stable_hash
 
 EMOTIONS = ("ANG", "DIS", "FEA", "HAP", "NEU", "SAD")
@@ -125,31 +125,32 @@ def _clip_tensors(root: Path, clips, frames: int, size: int) -> dict:
     return {"audio": audio, "visual": visual}
 
 
-def _key(root: Path, clips, opts: dict) -> str:
+def _content(root: Path, clips) -> str:
+    """What the prepared tensors are made of: the clip names and their files' sizes."""
     sizes = [(root / "AudioWAV" / f"{c}.wav").stat().st_size for c, _, _ in clips]
-    from mmlab.deps import code_hash
-    return stable_hash({"clips": [c for c, _, _ in clips], "sizes": sizes, "options": opts,
-                        "code": code_hash([__name__])})
+    return stable_hash({"clips": [c for c, _, _ in clips], "sizes": sizes})
 
 
 def prepare(data_root: Optional[str] = None, frames: int = 1, image_size: int = 224, progress: bool = False,
             stop_after: Optional[int] = None) -> dict:
-    """Every clip's tensors, built once and cached ($MMLAB_CACHE/data/cremad-<key>.pt) from shards
-    written atomically (resumable); stop_after=k stops after k new shards (for tests)."""
+    """Every clip's tensors, built once and cached by mmlab.data.base.cached_prepare (its file
+    written atomically, a damaged one rebuilt) from shards that are each written atomically, so an
+    interrupted prepare resumes; stop_after=k stops after k new shards (for tests)."""
     root = find_root(data_root)
     clips = list_clips(root)
-    opts = {"frames": frames, "image_size": image_size}
-    key = _key(root, clips, opts)
-    final = cache_root() / "data" / f"cremad-{key}.pt"
-    if final.exists():
-        try:
-            return torch.load(final, weights_only=True)
-        except Exception:
-            final.unlink(missing_ok=True)                  # a damaged file is rebuilt, never trusted
-    shard_dir = cache_root() / "data" / f"cremad-{key}.shards"
-    starts = range(0, len(clips), SHARD)
-    done = 0
+    opts = {"content": _content(root, clips), "frames": frames, "image_size": image_size}
+    shard_dir = cache_root() / "data" / f"cremad-{stable_hash(opts)}.shards"
+    d = cached_prepare("cremad", opts, lambda: _from_shards(root, clips, opts, shard_dir, progress, stop_after))
+    if shard_dir.is_dir():                                 # only once the whole file is saved
+        for p in shard_dir.glob("*.pt"):
+            p.unlink()
+        shard_dir.rmdir()
+    return d
+
+
+def _from_shards(root: Path, clips, opts: dict, shard_dir: Path, progress: bool, stop_after: Optional[int]) -> dict:
     from tqdm.auto import tqdm
+    starts, done = range(0, len(clips), SHARD), 0
     for s in tqdm(starts, desc="prepare cremad (shards)", disable=not progress):
         path = shard_dir / f"{s // SHARD:05d}.pt"
         try:
@@ -159,16 +160,12 @@ def prepare(data_root: Optional[str] = None, frames: int = 1, image_size: int = 
             pass
         if stop_after is not None and done >= stop_after:
             raise KeyboardInterrupt(f"prepare stopped after {done} new shards (stop_after)")
-        atomic_torch_save(_clip_tensors(root, clips[s:s + SHARD], frames, image_size), path)
+        atomic_torch_save(_clip_tensors(root, clips[s:s + SHARD], opts["frames"], opts["image_size"]), path)
         done += 1
     parts = [torch.load(shard_dir / f"{s // SHARD:05d}.pt", weights_only=True) for s in starts]
     d = {m: torch.cat([p[m] for p in parts]) for m in ("audio", "visual")}
     d.update(clip=[c for c, _, _ in clips], actor=torch.tensor([a for _, a, _ in clips]),
              y=torch.tensor([e for _, _, e in clips]))
-    atomic_torch_save(d, final)
-    for p in shard_dir.glob("*.pt"):
-        p.unlink()
-    shard_dir.rmdir()
     return d
 
 

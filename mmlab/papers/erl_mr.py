@@ -15,6 +15,7 @@ from mmlab.configs.erl_mr import (BASELINES, DAGGER, ERL_FAMILY, ERL_PROTOCOLS, 
                                   FUSIONS, SWITCHES, T2, T2_NAMES, T3, T3_COLUMNS, T3_NAMES, T4, T5_NAMES, t5_label)
 from mmlab.configs.imbalance import IMB_ERL_READINGS
 from mmlab.studies import agg_pm, fused_rows, long_frame, pm, standings
+from mmlab.studies import fused_by_seed as _fused, own_by_seed as _own
 
 PAPER = "ERL-MR"
 LABEL = {p: pr.label for p, pr in ERL_PROTOCOLS.items()}
@@ -39,15 +40,6 @@ def record_standings(ledger, st: Dict[tuple, tuple]) -> None:
         rows = frame[frame.method.isin(list(T2) + ["unimodal"])]
         if set(T2) & set(rows.method):
             ledger.add_standings(standings(rows, LABEL[p], "chapter 10, ERL-MR Table 2 rows"))
-
-
-def _fused(frame: pd.DataFrame, label: str) -> pd.Series:
-    return fused_rows(frame[frame.method == label]).set_index("seed").fused_acc
-
-
-def _own(frame: pd.DataFrame, label: str, modality: str) -> pd.Series:
-    d = frame[(frame.method == label) & (frame.modality == modality)]
-    return d.set_index("seed").per_modality_acc
 
 
 def _by_dataset(st, labels):
@@ -81,23 +73,16 @@ def table2(st: Dict[tuple, tuple]) -> Dict[str, pd.DataFrame]:
     return out
 
 
-def erl_gains(st: Dict[tuple, tuple]) -> pd.DataFrame:
+def erl_gains(ours: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
     """Per (dataset, protocol, fusion): ERL-MR's gain in fused test accuracy (points, mean ± sd of
-    the per-seed paired differences) beside the paper's gain on each dataset of the family."""
-    rows = []
-    rep = papers.load_table("erl-mr-table2")
-    for n, found in _by_dataset(st, T2).items():
-        for p, frame in found:
-            for f in FUSIONS:
-                name = T2_NAMES[f]
-                diff = 100 * (_fused(frame, name + DAGGER) - _fused(frame, name))
-                row = {"dataset": n, "protocol": LABEL[p], "fusion": name, "ours (points)": f"{diff.mean():+.1f} ± {diff.std():.1f}",
-                       "gain_mean": diff.mean()}
-                for ds in ERL_TABLE_DATASETS[n]:
-                    v = rep[(rep.dataset == ds) & rep.method.isin([name, name + DAGGER])].set_index("method").value
-                    row[f"paper: {ds} (reported)"] = f"{v[name + DAGGER] - v[name]:+.1f}"
-                rows.append(row)
-    return pd.DataFrame(rows).set_index(["dataset", "protocol", "fusion"]).fillna("—")
+    the per-seed paired differences) beside the paper's gain on each dataset of the family; from
+    gain_rows(st)."""
+    keys = ["dataset", "protocol", "fusion"]
+    t = ours.groupby(keys, sort=False).gain.agg(lambda g: f"{100 * g.mean():+.1f} ± {100 * g.std():.1f}")
+    rep = paper.assign(gain=paper.gain.map("{:+.1f}".format, na_action="ignore"))
+    rep = rep.pivot(index=keys, columns="paper dataset", values="gain")[list(dict.fromkeys(paper["paper dataset"]))]
+    rep.columns = [f"paper: {ds} (reported)" for ds in rep.columns]
+    return t.rename("ours (points)").to_frame().join(rep).fillna("—")
 
 
 def table2_claims(ledger, st: Dict[tuple, tuple]) -> None:
@@ -138,13 +123,18 @@ def table3(st: Dict[tuple, tuple]) -> Dict[str, pd.DataFrame]:
     return out
 
 
+def _t3_split(d: pd.DataFrame) -> pd.DataFrame:
+    """Table 3's labels "<baseline> (<fusion>)" split into baseline and fusion columns."""
+    parts = d.method.str.rsplit(" (", n=1)
+    return d.assign(baseline=parts.str[0], fusion=parts.str[1].str[:-1])
+
+
 def table3_compact(st: Dict[tuple, tuple]) -> Dict[str, pd.DataFrame]:
     """Ours only, fused test accuracy: a row per method, a column per fusion (mean ± sd, %)."""
     out = {}
     for n, found in _by_dataset(st, T3).items():
         for p, frame in found:
-            d = fused_rows(frame[frame.method.isin(T3)])
-            d = d.assign(baseline=d.method.str.rsplit(" (", n=1).str[0], fusion=d.method.str.rsplit(" (", n=1).str[1].str[:-1])
+            d = _t3_split(fused_rows(frame[frame.method.isin(T3)]))
             t = agg_pm(d, ["baseline", "fusion"], "fused_acc", unstack="fusion")
             out[f"**{n}, {LABEL[p]}**: fused test accuracy (%), mean ± sd over seeds"] = \
                 t.reindex(index=[*BASELINES, "Ours"], columns=[T3_NAMES[f] for f in FUSIONS])
@@ -157,11 +147,9 @@ def table3_rows(st: Dict[tuple, tuple]) -> pd.DataFrame:
     out = []
     for n, found in _by_dataset(st, T3).items():
         for p, frame in found:
-            d = fused_rows(frame[frame.method.isin(T3)])
-            base = d.method.str.rsplit(" (", n=1).str[0].replace({"Ours": "ERL-MR"})
-            fusion = d.method.str.rsplit(" (", n=1).str[1].str[:-1]
-            out.append(pd.DataFrame({"panel": f"{n}, {LABEL[p]}: " + fusion, "method": base, "seed": d.seed,
-                                     "acc": d.fused_acc}))
+            d = _t3_split(fused_rows(frame[frame.method.isin(T3)]))
+            out.append(pd.DataFrame({"panel": f"{n}, {LABEL[p]}: " + d.fusion, "method": d.baseline.replace(
+                {"Ours": "ERL-MR"}), "seed": d.seed, "acc": d.fused_acc}))
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=["panel", "method", "seed", "acc"])
 
 
@@ -322,19 +310,20 @@ def three_modality_claims(ledger, st: Dict[tuple, tuple]) -> None:
 
 
 def gain_rows(st: Dict[tuple, tuple]) -> tuple:
-    """For the gains figure: (ours: panel, fusion, seed, gain as a fraction; paper: panel, fusion,
-    paper dataset, gain in points) of ERL-MR over each plain fusion (Table 2)."""
+    """ERL-MR's gain over each plain fusion (Table 2), for the gains figure and erl_gains: (ours:
+    dataset, protocol, panel, fusion, seed, gain as a fraction; paper: the same keys, paper
+    dataset, gain in points)."""
     rep = papers.load_table("erl-mr-table2")
     ours, paper = [], []
     for n, found in _by_dataset(st, T2).items():
         for p, frame in found:
-            panel = f"{n}, {LABEL[p]}"
+            where = {"dataset": n, "protocol": LABEL[p], "panel": f"{n}, {LABEL[p]}"}
             for f in FUSIONS:
                 name = T2_NAMES[f]
                 diff = _fused(frame, name + DAGGER) - _fused(frame, name)
-                ours += [{"panel": panel, "fusion": name, "seed": s, "gain": v} for s, v in diff.items()]
+                ours += [{**where, "fusion": name, "seed": s, "gain": v} for s, v in diff.items()]
                 for ds in ERL_TABLE_DATASETS[n]:
                     v = rep[(rep.dataset == ds) & rep.method.isin([name, name + DAGGER])].set_index("method").value
-                    paper.append({"panel": panel, "fusion": name, "paper dataset": ds,
+                    paper.append({**where, "fusion": name, "paper dataset": ds,
                                   "gain": float(v[name + DAGGER] - v[name])})
     return pd.DataFrame(ours), pd.DataFrame(paper)

@@ -16,6 +16,7 @@ from mmlab.configs.mie import (FAMILY, MIE_ABLATION, MIE_ABLATION_ROWS, MIE_COLU
                                MIE_MAIN, MIE_NOT_RUN, MIE_PAPER_NAMES, MIE_PROTOCOLS, MIE_SCOPE_PAPER, MIE_SCOPES,
                                MIE_SPECTRA_MODELS, MIE_SPECTRA_SHOWN, MIE_T6_COLUMNS, MIE_T6_NAMES, MIE_TABLE_OF, MIE_TABLES)
 from mmlab.studies import agg_pm, fused_rows, long_frame, per_model, pm, standings
+from mmlab.studies import fused_by_seed as _fused, own_by_seed as _own
 
 PAPER = "MIE"
 LABEL = {p: pr.label for p, pr in MIE_PROTOCOLS.items()}
@@ -99,15 +100,6 @@ def not_run() -> pd.DataFrame:
     """The paper's baselines this book does not run, and why."""
     return pd.DataFrame({"baseline": list(MIE_NOT_RUN), "why it is quoted as reported only": list(MIE_NOT_RUN.values())}
                         ).set_index("baseline")
-
-
-def _fused(frame: pd.DataFrame, label: str, value: str = "fused_acc") -> pd.Series:
-    return fused_rows(frame[frame.method == label]).set_index("seed")[value]
-
-
-def _own(frame: pd.DataFrame, label: str, modality: str) -> pd.Series:
-    d = frame[(frame.method == label) & (frame.modality == modality)]
-    return d.set_index("seed").per_modality_acc
 
 
 def ablation(studies: Dict[tuple, tuple]) -> Dict[str, pd.DataFrame]:

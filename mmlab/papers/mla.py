@@ -15,6 +15,7 @@ from mmlab import papers
 from mmlab.configs.mla import (FAMILY, MLA_ABLATION, MLA_CODE_FORMS, MLA_COLUMNS, MLA_ISOLATION_METHODS, MLA_MAIN,
                                MLA_MISSING_METHODS, MLA_PAPER_NAMES, MLA_PROTOCOLS, MLA_TABLES)
 from mmlab.studies import agg_pm, fused_rows, long_frame, standings
+from mmlab.studies import fused_by_seed as _fused, own_by_seed as _own
 
 PAPER = "MLA"
 LABEL = {p: pr.label for p, pr in MLA_PROTOCOLS.items()}
@@ -99,15 +100,6 @@ def ablation(studies: Dict[tuple, tuple]) -> Dict[str, pd.DataFrame]:
 
 def _slug(label: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
-
-
-def _fused(frame: pd.DataFrame, label: str) -> pd.Series:
-    return fused_rows(frame[frame.method == label]).set_index("seed").fused_acc
-
-
-def _own(frame: pd.DataFrame, label: str, modality: str) -> pd.Series:
-    d = frame[(frame.method == label) & (frame.modality == modality)]
-    return d.set_index("seed").per_modality_acc
 
 
 def accuracy_claims(ledger, studies: Dict[tuple, tuple]) -> None:
