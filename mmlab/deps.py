@@ -28,15 +28,37 @@ ROOT = Path(__file__).resolve().parent
 
 
 def module_path(name: str, root: Path = ROOT) -> Optional[Path]:
-    """The source file of an mmlab module name (package -> its __init__.py), or None."""
+    """The source file of an mmlab module name (package -> its __init__.py), or of a plugin
+    module (mmlab.plugins: a user's module named in $MMLAB_PLUGINS, hashed like ours), or None."""
     parts = name.split(".")
     if parts[0] != PACKAGE:
-        return None
+        return plugin_path(name)
     base = root.joinpath(*parts[1:])
     for p in (base.with_suffix(".py"), base / "__init__.py"):
         if p.is_file():
             return p
     return None
+
+
+def plugin_path(name: str) -> Optional[Path]:
+    """The source file of a loaded plugin module or of one of its package's modules, else None
+    (third-party libraries never enter a code hash: their versions are pinned)."""
+    import sys
+    from mmlab.plugins import names_from_env
+    roots = {n.split(".")[0] for n in names_from_env()}
+    mod = sys.modules.get(name)
+    if name.split(".")[0] not in roots or mod is None or not getattr(mod, "__file__", None):
+        return None
+    path = Path(mod.__file__)
+    return path if path.suffix == ".py" and path.is_file() else None
+
+
+def _rel(path: Path, root: Path) -> str:
+    """A file's name in a code hash: relative to mmlab's root, or the module's own path for a plugin."""
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return path.name
 
 
 def _resolve(node: ast.ImportFrom, current: str, is_pkg: bool) -> str:
@@ -88,7 +110,7 @@ def code_hash(names: Iterable[str], root: Path = ROOT) -> str:
     h = hashlib.sha256(__version__.encode())
     for name in sorted(closure(names, root)):
         path = module_path(name, root)
-        h.update(str(path.relative_to(root)).encode())
+        h.update(_rel(path, root).encode())
         h.update(path.read_bytes())
     return f"{__version__}+{h.hexdigest()[:12]}"
 

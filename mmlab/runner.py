@@ -13,6 +13,7 @@ function's code and its parameters, under $MMLAB_CACHE/analyses/.
 """
 from __future__ import annotations
 
+import importlib
 import inspect
 import json
 import time
@@ -406,11 +407,16 @@ def _run_in_worker(cfg: RunConfig, wait: bool = True) -> Optional[dict]:
         return None if r is None else r.to_json()
 
 
-def run_many(configs, n_jobs: int = 1, progress: bool = False) -> list:
+def run_many(configs, n_jobs: int = 1, progress: bool = False, executor: Optional[str] = None) -> list:
     """run() over many configs; cached ones return at once, the rest in `n_jobs`
     processes (spawned, one torch thread each). Results come back in input order. A run
     that another process (a notebook built in parallel) is training is left for later, so
-    both train disjoint runs of a shared study instead of one waiting for the other."""
+    both train disjoint runs of a shared study instead of one waiting for the other.
+    executor ("local[:N]", "tcp://host:8786"; default $MMLAB_EXECUTOR) sends the uncached runs
+    to a Dask cluster instead (mmlab.executors); the run cache stays the source of truth."""
+    # by name, not an import statement: how runs are dispatched never changes their results, so
+    # mmlab.executors stays out of every run's code hash (mmlab.deps)
+    executors = importlib.import_module("mmlab.executors")
     configs = list(configs)
     results: list = [None] * len(configs)
     todo, first = [], {}            # a config listed twice is trained once
@@ -418,6 +424,11 @@ def run_many(configs, n_jobs: int = 1, progress: bool = False) -> list:
         results[i] = cached_result(cfg)
         if results[i] is None and first.setdefault(cfg.hash(), i) == i:
             todo.append(i)
+    executor = executors.executor_from_env(executor)
+    if executor and todo:
+        for i, d in zip(todo, executors.run_on_dask(executor, [configs[i] for i in todo])):
+            results[i] = load_result_json(d)
+        todo = []
     wait = False
     while todo:                     # pass 1 skips runs locked elsewhere; a pass of only those waits
         step = _run_serial if n_jobs <= 1 or len(todo) <= 1 else _run_parallel

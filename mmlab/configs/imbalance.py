@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Dict
 
-from mmlab.configs import FAMILY, JOINT_METHODS, Sizes, StudySpec  # noqa: F401 (FAMILY: for the chapters)
+from mmlab.configs import FAMILY, JOINT_METHODS, Sizes, Specs, StudySpec  # noqa: F401 (FAMILY: for the chapters)
 
 # The papers' own regime per family, for chapter 00's calibration table:
 # (table, paper dataset, {role: paper method}), column "Acc".
@@ -47,7 +47,7 @@ IMB_USED_WEAK = {"avmnist": "Video", "mfeat": "Image"}
 IMB_CGM_NAMES = {"concat": "Concatenation", "sum": "Summation", "film": "Film", "gated": "Gated"}
 
 # Chapter 01 (modality imbalance on every embedded benchmark), unimodal + 5 joint methods.
-IMBALANCE: Dict[str, StudySpec] = {
+IMBALANCE: Dict[str, StudySpec] = Specs({
     "cgm": StudySpec(
         "cgm", "ERL-MR Tables 2-3 (CG-MNIST)",
         "uni-modal 1: 99.3, uni-modal 2: 60.4, concat 58.4 (ERL-MR Table 2, CGM; the paper does not name the modalities)",
@@ -74,7 +74,7 @@ IMBALANCE: Dict[str, StudySpec] = {
         "mor",    # the weakest view alone (69 % with 20 digits per class)
         {"smoke": 0.3, "quick": 2, "full": 5},
         smoke=Sizes(2, probe_max_train=300), quick=Sizes(20), full=Sizes(60)),
-}
+})
 
 # ERL-MR Table 2 (CG-MNIST, USC): the paper's fusion rows -> ours, and the readings of its unnamed
 # "Uni-Modal 1 / 2" rows per stand-in: {stand-in: (paper dataset, {reading: {paper row: modality}})}
