@@ -30,21 +30,20 @@ last finished shard and never leaves a file a later load would trust half-writte
 from __future__ import annotations
 
 import csv
-import os
-from math import gcd
 from pathlib import Path
 from typing import List, Optional
 
 import numpy as np
 import torch
 
-from mmlab.data.base import (DataFormatError, DatasetInfo, MMData, Splits, cached_prepare, check_knob,
-                             group_val_split, register_dataset, stratified_val_split)
-from mmlab.utils import atomic_torch_save, cache_root, stable_hash
+from mmlab.data import av_clips
+from mmlab.data.av_clips import HOP, IMAGENET_MEAN, IMAGENET_STD, N_FFT, SR, frames_of  # noqa: F401 (re-exported)
+from mmlab.data.base import (DataFormatError, DatasetInfo, MMData, Splits, check_knob, group_val_split,
+                             register_dataset, stratified_val_split)
+from mmlab.utils import stable_hash
 
 EMOTIONS = ("ANG", "DIS", "FEA", "HAP", "NEU", "SAD")
-SR, SECONDS, N_FFT, HOP = 22050, 3, 512, 353
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+SECONDS = 3
 SHARD = 256
 USER_SUPPLIED = True        # read from a copy you supply (python -m mmlab datasets says so when absent)
 LAYOUT = ("<root>/AudioWAV/<actor>_<sentence>_<emotion>_<level>.wav (e.g. 1001_DFA_ANG_XX.wav), "
@@ -54,15 +53,7 @@ LAYOUT = ("<root>/AudioWAV/<actor>_<sentence>_<emotion>_<level>.wav (e.g. 1001_D
 
 def find_root(data_root: Optional[str] = None) -> Path:
     """The CREMA-D folder: data_root or $MMLAB_DATA, or its CREMA-D/ subfolder."""
-    given = data_root or os.environ.get("MMLAB_DATA")
-    if not given:
-        raise FileNotFoundError("cremad reads a copy of CREMA-D you supply: pass data_root=DIR (notebooks: -p "
-                                f"data_root DIR) or set MMLAB_DATA=DIR, DIR holding {LAYOUT}")
-    for cand in (Path(given), Path(given) / "CREMA-D"):
-        if (cand / "AudioWAV").is_dir():
-            return cand
-    raise FileNotFoundError(f"no CREMA-D under {given}: expected {LAYOUT} (first missing: "
-                            f"{Path(given) / 'AudioWAV'})")
+    return av_clips.find_root("cremad", data_root, ["CREMA-D"], [("AudioWAV",)], LAYOUT)
 
 
 def list_clips(root: Path) -> List[tuple]:
@@ -81,42 +72,7 @@ def list_clips(root: Path) -> List[tuple]:
 
 def spectrogram(path: Path) -> torch.Tensor:
     """OGM-GE's audio input for one clip: log |STFT| [1, 257, 188]."""
-    from scipy.io import wavfile
-    from scipy.signal import resample_poly
-    try:
-        rate, x = wavfile.read(path)
-    except Exception as e:
-        raise DataFormatError(f"{path}: not a readable WAV file ({type(e).__name__}: {e})") from None
-    x = x.astype(np.float32) / (32768.0 if x.dtype == np.int16 else 1.0)
-    x = x.mean(axis=1) if x.ndim == 2 else x                           # mono
-    if x.size == 0:
-        raise DataFormatError(f"{path}: empty WAV file")
-    g = gcd(int(rate), SR)
-    x = resample_poly(x, SR // g, int(rate) // g).astype(np.float32)    # -> 22,050 Hz
-    reps = max(SECONDS, -(-SR * SECONDS // len(x)))                    # OGM-GE tiles 3 times (its clips
-    x = np.clip(np.tile(x, reps)[:SR * SECONDS], -1, 1)                 # are > 1 s); shorter ones tile more
-    s = torch.stft(torch.from_numpy(x), N_FFT, HOP, window=torch.hann_window(N_FFT), center=True,
-                   pad_mode="constant", return_complex=True)            # [257, 188]
-    return torch.log(s.abs() + 1e-7).unsqueeze(0)
-
-
-def frames_of(folder: Path, frames: int, size: int) -> torch.Tensor:
-    """`frames` evenly spaced frames of one clip, resized and ImageNet-normalised [3 * frames, S, S]."""
-    from PIL import Image
-    files = sorted(folder.glob("*.jpg"))
-    if not files:
-        raise DataFormatError(f"{folder}: expected the clip's frames as .jpg files (Image-01-FPS/<clip>/*.jpg)")
-    pick = np.linspace(0, len(files) - 1, frames).round().astype(int)
-    mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
-    out = []
-    for i in pick:
-        try:
-            img = Image.open(files[i]).convert("RGB").resize((size, size), Image.BILINEAR)
-        except Exception as e:
-            raise DataFormatError(f"{files[i]}: not a readable image ({type(e).__name__}: {e})") from None
-        t = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
-        out.append((t - mean) / std)
-    return torch.cat(out)
+    return av_clips.spectrogram(path, SECONDS)
 
 
 def _clip_tensors(root: Path, clips, frames: int, size: int) -> dict:
@@ -127,46 +83,21 @@ def _clip_tensors(root: Path, clips, frames: int, size: int) -> dict:
 
 def _content(root: Path, clips) -> str:
     """What the prepared tensors are made of: the clip names and their files' sizes."""
-    sizes = [(root / "AudioWAV" / f"{c}.wav").stat().st_size for c, _, _ in clips]
+    sizes = av_clips.file_sizes(root / "AudioWAV" / f"{c}.wav" for c, _, _ in clips)
     return stable_hash({"clips": [c for c, _, _ in clips], "sizes": sizes})
 
 
 def prepare(data_root: Optional[str] = None, frames: int = 1, image_size: int = 224, progress: bool = False,
             stop_after: Optional[int] = None) -> dict:
-    """Every clip's tensors, built once and cached by mmlab.data.base.cached_prepare (its file
-    written atomically, a damaged one rebuilt) from shards that are each written atomically, so an
-    interrupted prepare resumes; stop_after=k stops after k new shards (for tests)."""
+    """Every clip's tensors, built once and cached (mmlab.data.av_clips.sharded_prepare: atomic
+    shards, so an interrupted prepare resumes); stop_after=k stops after k new shards (for tests)."""
     root = find_root(data_root)
     clips = list_clips(root)
     opts = {"content": _content(root, clips), "frames": frames, "image_size": image_size}
-    shard_dir = cache_root() / "data" / f"cremad-{stable_hash(opts)}.shards"
-    d = cached_prepare("cremad", opts, lambda: _from_shards(root, clips, opts, shard_dir, progress, stop_after))
-    if shard_dir.is_dir():                                 # only once the whole file is saved
-        for p in shard_dir.glob("*.pt"):
-            p.unlink()
-        shard_dir.rmdir()
-    return d
-
-
-def _from_shards(root: Path, clips, opts: dict, shard_dir: Path, progress: bool, stop_after: Optional[int]) -> dict:
-    from tqdm.auto import tqdm
-    starts, done = range(0, len(clips), SHARD), 0
-    for s in tqdm(starts, desc="prepare cremad (shards)", disable=not progress):
-        path = shard_dir / f"{s // SHARD:05d}.pt"
-        try:
-            torch.load(path, weights_only=True)
-            continue                                       # finished in an earlier (interrupted) prepare
-        except Exception:
-            pass
-        if stop_after is not None and done >= stop_after:
-            raise KeyboardInterrupt(f"prepare stopped after {done} new shards (stop_after)")
-        atomic_torch_save(_clip_tensors(root, clips[s:s + SHARD], opts["frames"], opts["image_size"]), path)
-        done += 1
-    parts = [torch.load(shard_dir / f"{s // SHARD:05d}.pt", weights_only=True) for s in starts]
-    d = {m: torch.cat([p[m] for p in parts]) for m in ("audio", "visual")}
-    d.update(clip=[c for c, _, _ in clips], actor=torch.tensor([a for _, a, _ in clips]),
-             y=torch.tensor([e for _, _, e in clips]))
-    return d
+    meta = dict(clip=[c for c, _, _ in clips], actor=torch.tensor([a for _, a, _ in clips]),
+                y=torch.tensor([e for _, _, e in clips]))
+    return av_clips.sharded_prepare("cremad", opts, clips, lambda part: _clip_tensors(root, part, frames, image_size),
+                                    meta, shard=SHARD, progress=progress, stop_after=stop_after)
 
 
 def _listed(root: Path, name: str) -> List[str]:
