@@ -84,7 +84,11 @@ def cmd_prepare(args) -> int:
         prep = [n for n in DATASETS.names() if hasattr(dataset_module(n), "prepare")]
         raise ValueError(f"dataset {args.dataset!r} needs no prepare step (it ships with a package); "
                          f"datasets read from a copy you supply: {prep}")
-    d = module.prepare(args.root, progress=True, **dict(args.data_opt))
+    import inspect
+    opts = dict(args.data_opt)
+    if "dataset" in inspect.signature(module.prepare).parameters:   # one module, several datasets
+        opts.setdefault("dataset", args.dataset)
+    d = module.prepare(args.root, progress=True, **opts)
     print(f"{args.dataset}: {len(d['y'])} clips prepared under $MMLAB_CACHE/data")
     return 0
 

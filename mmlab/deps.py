@@ -106,7 +106,11 @@ def closure(names: Iterable[str], root: Path = ROOT) -> FrozenSet[str]:
 
 def code_hash(names: Iterable[str], root: Path = ROOT) -> str:
     """mmlab version + sha256 of the closure's files (path and bytes, sorted), 12 hex digits."""
-    from mmlab import __version__
+    import sys
+    # the version by lookup, not `from mmlab import __version__`: that statement would put the
+    # package's __init__ (and all it imports: runner, trainer, models) in every code hash,
+    # so prepared data (mmlab.data.base.cached_prepare) would be rebuilt on any trainer edit
+    __version__ = sys.modules[PACKAGE].__version__
     h = hashlib.sha256(__version__.encode())
     for name in sorted(closure(names, root)):
         path = module_path(name, root)
@@ -118,8 +122,9 @@ def code_hash(names: Iterable[str], root: Path = ROOT) -> str:
 def run_modules(method: str, dataset: str) -> list:
     """The module names a training run of (method, dataset) executes: the runner (core), the
     registered method class's module and the registered dataset builder's module."""
-    from mmlab.data import DATASETS
-    from mmlab.methods import METHODS
+    import importlib                  # registries by lookup: the hasher's own imports stay out of hashes
+    DATASETS = importlib.import_module("mmlab.data").DATASETS
+    METHODS = importlib.import_module("mmlab.methods").METHODS
     mods = ["mmlab.runner"]
     if method in METHODS:
         mods.append(METHODS.get(method).__module__)

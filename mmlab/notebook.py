@@ -48,9 +48,32 @@ SMOKE_BANNER = ('<div class="admonition warning mmlab-smoke"><p class="admonitio
                 "meaningful. Build with <code>make book</code> for the quick profile.</p></div>")
 
 
+def use_environment(plugins=None, data_root: str = None, executor: str = None) -> None:
+    """A notebook's `plugins` / `data_root` / `executor` parameters, for it and for every worker it
+    starts: plugin modules imported and named in $MMLAB_PLUGINS (mmlab.plugins), $MMLAB_DATA
+    (where the papers' own datasets are read from) and $MMLAB_EXECUTOR (mmlab.executors: "local"
+    or a Dask scheduler address). None leaves the environment as it is."""
+    from mmlab.plugins import load_plugins
+    if isinstance(plugins, str):          # papermill -p passes text: '["a.b", "c"]' or 'a.b,c'
+        import ast
+        plugins = ast.literal_eval(plugins) if plugins.lstrip().startswith("[") else \
+            [p for p in plugins.replace(",", " ").split() if p]
+    if plugins:
+        load_plugins(plugins)
+    if data_root:
+        if not Path(data_root).expanduser().is_dir():
+            raise FileNotFoundError(f"data_root {data_root!r} is not a folder; pass the folder holding "
+                                    f"your copies of the papers' datasets (see the book's introduction)")
+        os.environ["MMLAB_DATA"] = str(Path(data_root).expanduser().resolve())
+    if executor:
+        os.environ["MMLAB_EXECUTOR"] = executor
+
+
 class Chapter:
-    def __init__(self, name: str, profile: str = "quick", device: str = "auto"):
+    def __init__(self, name: str, profile: str = "quick", device: str = "auto", plugins=None,
+                 data_root: str = None, executor: str = None):
         from mmlab.claims import Ledger
+        use_environment(plugins, data_root, executor)
         self.name, self.profile, self.device = name, profile, device
         self.t0 = time.perf_counter()
         self.ledger = Ledger(name, profile)

@@ -103,7 +103,8 @@ def code_version(root: Path | None = None) -> str:
     """mmlab version plus a hash of every source file of the package: the version a chapter
     header shows. Cached results are keyed more finely, on the code each one executes
     (mmlab.deps)."""
-    from mmlab import __version__
+    import sys
+    __version__ = sys.modules["mmlab"].__version__      # a lookup: see mmlab.deps.code_hash
     h = hashlib.sha256(__version__.encode())
     root = Path(root or Path(__file__).parent)
     for p in sorted(root.rglob("*.py")):

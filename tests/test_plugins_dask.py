@@ -109,6 +109,23 @@ def test_a_chapter_study_runs_on_a_plugin_dataset_through_the_parallel_path(plug
                or r.config["method_options"]["modality"] == "strong")
 
 
+def test_a_chapter_notebook_runs_on_a_plugin_dataset(plugin, tmp_path):
+    """papermill chapter 01 -p plugins userplug -y 'datasets: [plugdata]' (what a user runs)."""
+    import nbformat
+    import papermill as pm
+    from pathlib import Path
+    out = tmp_path / "out.ipynb"
+    nb_in = Path(__file__).resolve().parents[1] / "notebooks" / "01-modality-imbalance.ipynb"
+    os.environ.pop("MMLAB_PLUGINS")                                  # the notebook parameter names it
+    pm.execute_notebook(str(nb_in), str(out), parameters=dict(profile="smoke", plugins="userplug", device="cpu",
+                        datasets=["plugdata"], n_jobs=1), kernel_name="python3", progress_bar=False,
+                        cwd=str(tmp_path))
+    text = "".join(str(o.get("data", {}).get("text/html", "")) for c in nbformat.read(out, 4).cells
+                   if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "plugdata" in text and "no stand-in: the dataset itself" in text
+    assert "0 reproduced" in text and "untested" in text            # no paper makes a claim on it
+
+
 def test_editing_a_plugin_changes_its_runs_keys(plugin):
     from mmlab.runner import RunConfig
     import importlib

@@ -101,7 +101,7 @@ def test_cli_methods_lists_all(tmp_path):
 
 
 @pytest.mark.parametrize("args,expect", [
-    (["--dataset", "nope", "--method", "concat"], "available: avmnist, cgm, cremad, mfeat, synthetic, watch"),
+    (["--dataset", "nope", "--method", "concat"], "unknown dataset 'nope'; available: ave, avmnist, cgm"),
     (["--dataset", "synthetic", "--method", "nope"], "unknown method 'nope'; available:"),
     (["--dataset", "synthetic", "--method", "unimodal"], "needs modality"),
     (["--dataset", "synthetic", "--method", "unimodal", "--modality", "audio"], "has no modality 'audio'"),
