@@ -20,6 +20,10 @@ book: build the book of a profile with an empty run cache (or read an existing c
   their seconds go: training passes, per-epoch validation, the rest of fit, test evaluation,
   linear probes, data loading, and each analysis function. Seconds are summed over worker
   processes (CPU seconds, more than the wall time when runs go in parallel).
+sweep: runs per hour of one set of configs (chapter 01's runs of a stand-in at a profile) through
+  the local process pool (n_jobs) and through Dask (executor "local:N" = a LocalCluster of N
+  one-thread workers, or a scheduler address), each on its own empty cache; prints
+  `runs_per_hour_pool <x>` and `runs_per_hour_dask <x>`.
 cache-validity: the share of a cache's runs whose key the current code still produces, and
   the share that would stay valid after an edit, simulated on a copy of the sources:
   `--add-method` (a new method file), `--edit mmlab/train.py` (any file); prints
@@ -272,6 +276,32 @@ def mie_speed(args) -> None:
     print(f"mie_over_mla_ratio {s['mie'] / s['mla']:.4f}")
 
 
+def sweep(args) -> None:
+    import os
+    import tempfile
+    from mmlab.configs.imbalance import IMBALANCE
+    from mmlab.runner import run_many
+    from mmlab.studies import study_configs
+    sz = IMBALANCE[args.dataset].sizes(args.profile)
+    cfgs = study_configs(args.dataset, ("concat", "sum"), sz.seeds, **sz.run_kwargs("cpu"))
+    rates = {}
+    for name, kw in (("pool", dict(n_jobs=args.workers)), ("dask", dict(executor=args.executor))):
+        with tempfile.TemporaryDirectory(prefix=f"mmlab-sweep-{name}-") as cache:
+            os.environ["MMLAB_CACHE"] = cache
+            if name == "dask":                        # start the cluster before the clock
+                from mmlab.executors import client_for
+                client_for(args.executor)
+            t0 = time.perf_counter()
+            run_many(cfgs, **kw)
+            rates[name] = len(cfgs) / (time.perf_counter() - t0) * 3600
+    from mmlab.executors import close_all
+    close_all()
+    print(f"{len(cfgs)} runs ({args.dataset}, {args.profile}: each modality alone, concat, sum; "
+          f"{len(sz.seeds)} seeds), {args.workers} local workers vs executor {args.executor}")
+    for name, r in rates.items():
+        print(f"runs_per_hour_{name} {r:.1f}")
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m mmlab.bench")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -312,12 +342,17 @@ def main(argv=None) -> None:
     e.add_argument("--add-method", action="store_true", help="simulate adding a method file")
     e.add_argument("--edit", action="append", default=[], metavar="mmlab/FILE.py",
                    help="simulate an edit of this file (repeatable)")
+    sw = sub.add_parser("sweep", help="runs/hour: local process pool vs Dask on the same configs")
+    sw.add_argument("--dataset", default="watch")
+    sw.add_argument("--profile", default="smoke", choices=("smoke", "quick", "full"))
+    sw.add_argument("--workers", type=int, default=2, help="local pool processes")
+    sw.add_argument("--executor", default="local:2", help="'local:N' or a Dask scheduler address")
     args = p.parse_args(argv)
     if args.cmd == "book" and args.no_build and not args.cache:
         p.error("--no-build needs --cache DIR (the cache of the build to break down)")
     {"trainer-overhead": trainer_overhead, "epoch-time": epoch_time, "baselines-speed": baselines_speed,
      "book": book, "cache-validity": cache_validity, "mla-speed": mla_speed,
-     "mie-speed": mie_speed}[args.cmd](args)
+     "mie-speed": mie_speed, "sweep": sweep}[args.cmd](args)
 
 
 if __name__ == "__main__":
