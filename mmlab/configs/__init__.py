@@ -20,7 +20,7 @@ This module: Sizes, StudySpec, Recipe, Protocol, PROFILES, FAMILY, JOINT_METHODS
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Dict, Optional, Tuple
 
 PROFILES = ("smoke", "quick", "full")
@@ -88,12 +88,69 @@ def generic_spec(dataset: str) -> StudySpec:
 
 
 class Specs(dict):
-    """StudySpecs by dataset; one a chapter has no spec for gets generic_spec(dataset), so every
-    chapter's studies run on a user's dataset too (`specs["mydata"]`; `in` still tells the
-    chapter's own stand-ins apart)."""
+    """StudySpecs by dataset; one a chapter has no spec for gets generic_spec(dataset), with the
+    paper's own settings as its full profile when `scale` (the paper's PAPER_SCALE) has that
+    dataset, so every chapter's studies run on a paper's or a user's dataset too
+    (`specs["cremad"]`; `in` still tells the chapter's own stand-ins apart)."""
+
+    def __init__(self, specs=(), scale: Optional[Dict[str, "PaperScale"]] = None):
+        super().__init__(specs)
+        self.scale = scale or {}
 
     def __missing__(self, dataset: str) -> StudySpec:
-        return generic_spec(dataset)
+        spec = generic_spec(dataset)
+        if dataset not in self.scale:
+            return spec
+        ps = self.scale[dataset]
+        return replace(spec, stands_in_for=f"{ps.paper_dataset} itself (your copy)", full=ps.sizes(),
+                       minutes=dict(spec.minutes, full=round(60 * ps.gpu_hours(), 1)))
+
+
+# throughput of one ResNet-18 forward + backward at 224 x 224 on one current data-centre GPU with
+# bf16 AMP and channels-last, images per second: the basis of PaperScale.gpu_hours (an estimate
+# from public ResNet-18 training benchmarks, not measured here: these machines have no GPU)
+RESNET18_IMAGES_PER_S = 2500.0
+
+
+@dataclass(frozen=True)
+class PaperScale:
+    """A paper's own setting on one of its datasets: what the full profile trains there."""
+    dataset: str                 # mmlab registry name ("cremad")
+    paper_dataset: str           # as the paper's tables name it ("CREMA-D")
+    backbone: str                # per modality, as the paper states it
+    epochs: int
+    batch_size: int
+    recipe: Recipe               # optimizer, lr, momentum, weight decay, StepLR; its source
+    train_samples: int           # training-set size of the public release
+    resnet_inputs: float = 0.0   # 224x224-equivalent ResNet-18 inputs per sample (0: feature files)
+    seeds: Tuple[int, ...] = (0, 1, 2)
+
+    def sizes(self) -> Sizes:
+        return Sizes(self.epochs, seeds=self.seeds, batch_size=self.batch_size, lr=self.recipe.lr)
+
+    def gpu_hours(self) -> float:
+        """Expected GPU hours of one run: epochs x samples x ResNet-18 inputs / throughput, plus
+        a 20 % allowance for validation (feature-file sets: 0.05 h, data loading bound)."""
+        if not self.resnet_inputs:
+            return 0.05
+        return 1.2 * self.epochs * self.train_samples * self.resnet_inputs / RESNET18_IMAGES_PER_S / 3600
+
+
+def scale_table(scales: Dict[str, PaperScale], runs_per_dataset: Optional[Dict[str, int]] = None):
+    """One row per paper dataset: backbone, epochs, batch, optimizer, schedule, GPU hours per run
+    (and per chapter when the number of runs is given), source."""
+    import pandas as pd
+    rows = []
+    for n, ps in scales.items():
+        r = ps.recipe
+        sched = f"x0.1 every {r.lr_step} epochs" if r.lr_step else "constant / per the method"
+        row = {"dataset": n, "paper's": ps.paper_dataset, "backbone": ps.backbone, "epochs": ps.epochs,
+               "batch": ps.batch_size, "optimizer": f"{r.optimizer} lr {r.lr:g}, wd {r.weight_decay:g}",
+               "schedule": sched, "GPU h / run": round(ps.gpu_hours(), 2), "source": r.source}
+        if runs_per_dataset:
+            row["GPU h (chapters)"] = round(ps.gpu_hours() * runs_per_dataset.get(n, 0), 1)
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("dataset")
 
 
 class Families(dict):
@@ -146,7 +203,14 @@ class Protocol:
     recipes: Dict[str, Dict[str, Recipe]]
 
     def recipe(self, dataset: str, method: str) -> Recipe:
-        r = self.recipes[dataset]
+        """The recipe of `method` on `dataset`; on a dataset the protocol has no recipes for, the
+        paper's own setting under "paper" when the specs' PAPER_SCALE has it, else Adam 1e-3."""
+        r = self.recipes.get(dataset)
+        if r is None:
+            scale = getattr(self.specs, "scale", {})
+            if self.name == "paper" and dataset in scale:
+                return scale[dataset].recipe
+            return Recipe(source="Adam 1e-3 (no recipe of this protocol for this dataset)")
         return r.get(method, r["*"])
 
     def describe(self, dataset: str, methods) -> "pd.DataFrame":

@@ -31,7 +31,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Dict
 
-from mmlab.configs import FAMILY, Protocol, Recipe, Sizes, StudySpec, equal_protocol
+from mmlab.configs import FAMILY, PaperScale, Protocol, Recipe, Sizes, Specs, StudySpec, equal_protocol
 from mmlab.configs.imbalance import IMBALANCE
 
 FUSIONS = ("concat", "sum", "film", "gated")
@@ -70,6 +70,21 @@ _SPECS_PAPER: Dict[str, StudySpec] = {
     for n, sp in _SPECS_EQUAL.items()}
 _SRC = ("ERL-MR Sec. 5.1: SGD, momentum 0.9, weight decay 1e-4; lr 1e-3 / batch 64 (CGM), 1e-3 / 16 (USC, "
         "MHAD), 1e-4 / 64 (AVE); the same recipe and epochs for every baseline (\"to ensure fairness\")")
+# the full profile on ERL-MR's own datasets (read from your copy): Sec. 5.1's SGD recipe; the paper
+# gives no epoch count (100, ours); 2D/3D-CNN encoders on USC / MHAD (ours: the inertial encoders)
+def _erl_recipe(lr: float) -> Recipe:
+    return Recipe("sgd", lr, 0.9, 1e-4, source=_SRC + "; epochs not stated (100, ours)")
+
+
+ERL_PAPER_SCALE = {
+    "uschad": PaperScale("uschad", "USC", "1-D CNN per IMU modality (ours; the paper: 2D/3D-CNN)", 100, 16,
+                         _erl_recipe(1e-3), 30650),
+    "utdmhad": PaperScale("utdmhad", "MHAD", "1-D CNN per modality (ours; the paper: 2D/3D-CNN)", 100, 16,
+                          _erl_recipe(1e-3), 431),
+    "ave": PaperScale("ave", "AVE", "ResNet-18 audio + visual (3 frames)", 100, 64, _erl_recipe(1e-4), 3339,
+                      resnet_inputs=8.1),
+}
+_SPECS_EQUAL, _SPECS_PAPER = Specs(_SPECS_EQUAL, scale=ERL_PAPER_SCALE), Specs(_SPECS_PAPER, scale=ERL_PAPER_SCALE)
 ERL_PROTOCOLS: Dict[str, Protocol] = {
     "equal": equal_protocol(_SPECS_EQUAL),
     "paper": Protocol("paper", "paper recipe",

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from typing import Dict, Tuple
 
-from mmlab.configs import FAMILY, Protocol, Recipe, equal_protocol  # noqa: F401 (FAMILY: the chapters)
+from mmlab.configs import FAMILY, PaperScale, Protocol, Recipe, Specs, equal_protocol  # noqa: F401
 from mmlab.configs.mla import MLA_SPECS_EQUAL, MLA_SPECS_PAPER
 
 MIE_RHO_PAPER = "paper"        # 1e-10 for audio, 1e-15 for the other modalities (MIE's default)
@@ -41,13 +41,27 @@ MIE_RHO_ACTING = 0.05          # SAM's default (Foret et al. 2021), where the pe
 # --- protocols ----------------------------------------------------------------------------
 _MIE_SRC = ("MIE Sec. 4.2.3: SGD lr 1e-2, momentum 0.9, weight decay 1e-4, lr / 10 when the loss saturates "
             "(here StepLR at epoch 70 of 100), for every method")
+# the full profile on MIE's own datasets (read from your copy): ResNet-18 as OGM-GE on CREMA-D / KS,
+# BERT + ResNet-50 features (Twitter2015, Sarcasm), I3D features (NVGesture); head FC-256-64-c
+_MIE_RECIPE = Recipe("sgd", 1e-2, 0.9, 1e-4, source=_MIE_SRC, lr_step=70)
+MIE_PAPER_SCALE = {
+    "cremad": PaperScale("cremad", "CREMA-D", "ResNet-18 audio + visual (as OGM-GE)", 100, 64, _MIE_RECIPE, 6698,
+                         resnet_inputs=2.0),
+    "kinetics_sounds": PaperScale("kinetics_sounds", "Kinetics-Sounds", "ResNet-18 audio + visual (as OGM-GE)",
+                                  100, 64, _MIE_RECIPE, 14799, resnet_inputs=6.2),
+    **{n: PaperScale(n, d, bb, 100, 64, _MIE_RECIPE, size) for n, d, bb, size in (
+        ("twitter2015", "Twitter2015", "pre-extracted BERT text + ResNet-50 image features", 3179),
+        ("sarcasm", "Sarcasm", "pre-extracted BERT text + ResNet-50 image features", 19816),
+        ("nvgesture", "NVGesture", "pre-extracted I3D RGB / depth / flow features", 1050))},
+}
+_MIE_EQUAL, _MIE_PAPER = Specs(MLA_SPECS_EQUAL, scale=MIE_PAPER_SCALE), Specs(MLA_SPECS_PAPER, scale=MIE_PAPER_SCALE)
 MIE_PROTOCOLS: Dict[str, Protocol] = {
-    "equal": equal_protocol(MLA_SPECS_EQUAL, "every method Adam 1e-3 for chapter 01's passes (its runs and "
+    "equal": equal_protocol(_MIE_EQUAL, "every method Adam 1e-3 for chapter 01's passes (its runs and "
                                              "chapters 30 / 40's are reused)"),
     "paper": Protocol("paper", "paper recipe",
                       "MIE's recipe for every method: SGD 1e-2, momentum 0.9, weight decay 1e-4, lr x0.1 at epoch "
-                      "70 of 100", MLA_SPECS_PAPER,
-                      {n: {"*": Recipe("sgd", 1e-2, 0.9, 1e-4, source=_MIE_SRC, lr_step=70)} for n in MLA_SPECS_PAPER}),
+                      "70 of 100", _MIE_PAPER,
+                      {n: {"*": _MIE_RECIPE} for n in _MIE_PAPER}),
 }
 MIE_DATASETS = {"equal": {"smoke": ("avmnist", "mfeat"), "quick": ("avmnist", "mfeat"), "full": ("avmnist", "mfeat")},
                 "paper": {"smoke": ("mfeat",), "quick": ("mfeat",), "full": ("avmnist", "mfeat")}}

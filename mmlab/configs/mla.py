@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Dict, Tuple
 
-from mmlab.configs import FAMILY, Protocol, Recipe, Sizes, StudySpec, equal_protocol  # noqa: F401 (FAMILY: the chapters)
+from mmlab.configs import FAMILY, PaperScale, Protocol, Recipe, Sizes, Specs, StudySpec, equal_protocol  # noqa: F401
 from mmlab.configs.imbalance import IMBALANCE
 
 # --- protocols ----------------------------------------------------------------------------
@@ -47,6 +47,19 @@ MLA_SPECS_PAPER: Dict[str, StudySpec] = {
 }
 _MLA_SRC = ("MLA App. A.3: SGD lr 1e-3, momentum 0.9, batch 64, lr x0.1 at regular intervals (StepLR(70, 0.1) "
             "over 100 epochs and weight decay 1e-4 in the authors' code), for every method")
+# the full profile on MLA's own datasets (read from your copy): App. A.3, every method the same
+_MLA_RECIPE = Recipe("sgd", 1e-3, 0.9, 1e-4, source=_MLA_SRC, lr_step=70)
+MLA_PAPER_SCALE = {
+    "cremad": PaperScale("cremad", "CREMA-D", "ResNet-18 audio + visual (MLA: fbank audio, 3 frames)", 100, 64,
+                         _MLA_RECIPE, 6698, resnet_inputs=4.0),
+    "kinetics_sounds": PaperScale("kinetics_sounds", "Kinetics-Sounds", "ResNet-18 audio + visual (3 frames)",
+                                  100, 64, _MLA_RECIPE, 14799, resnet_inputs=6.2),
+    **{n: PaperScale(n, d, "pre-extracted M3AE (+ CAV-MAE audio) features, FC shared head", 100, 64, _MLA_RECIPE,
+                     size) for n, d, size in (("food101", "Food-101", 67988), ("mvsa", "MVSA", 3611),
+                                              ("iemocap", "IEMOCAP", 5810))},
+}
+MLA_SPECS_EQUAL = Specs(MLA_SPECS_EQUAL, scale=MLA_PAPER_SCALE)
+MLA_SPECS_PAPER = Specs(MLA_SPECS_PAPER, scale=MLA_PAPER_SCALE)
 MLA_PROTOCOLS: Dict[str, Protocol] = {
     "equal": equal_protocol(MLA_SPECS_EQUAL),
     "paper": Protocol("paper", "paper recipe",

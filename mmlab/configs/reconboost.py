@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
-from mmlab.configs import FAMILY, Protocol, Recipe, Sizes, StudySpec  # noqa: F401 (FAMILY: for the chapters)
+from mmlab.configs import FAMILY, PaperScale, Protocol, Recipe, Sizes, Specs, StudySpec  # noqa: F401
 
 # Chapters 40-43 (ReconBoost, ICML 2024) run every artifact under two protocols.
 # "equal": every method the same passes over the training data (a ReconBoost stage is
@@ -32,7 +32,7 @@ from mmlab.configs import FAMILY, Protocol, Recipe, Sizes, StudySpec  # noqa: F4
 # "paper": each method with the recipe its own paper (or its authors' code) states, every
 # method the same number of passes, scaled to the profile by the number of ReconBoost
 # stages (never by cutting the paper's passes per stage).
-RB_SPECS_EQUAL: Dict[str, StudySpec] = {
+RB_SPECS_EQUAL: Dict[str, StudySpec] = Specs({
     "avmnist": StudySpec(
         "avmnist", "ReconBoost Tables 1, 3-5, 7-11, 13-16 (CREMA-D / AVE audio-visual)",
         "ReconBoost 79.82 vs concat 59.50 (CREMA-D), 71.35 vs 62.68 (AVE), Table 1",
@@ -46,8 +46,8 @@ RB_SPECS_EQUAL: Dict[str, StudySpec] = {
         "mor",
         {"smoke": 1, "quick": 2, "full": 15},
         smoke=Sizes(2, seeds=(0, 1), probe_max_train=300), quick=Sizes(20), full=Sizes(60)),
-}
-RB_SPECS_PAPER: Dict[str, StudySpec] = {
+})
+RB_SPECS_PAPER: Dict[str, StudySpec] = Specs({
     # CREMA-D / AVE recipe: T1 = T2 = 4 passes per stage; quick = 4 stages (32 passes), smoke 1
     "avmnist": StudySpec(
         "avmnist", RB_SPECS_EQUAL["avmnist"].stands_in_for, RB_SPECS_EQUAL["avmnist"].reported, "image",
@@ -59,7 +59,7 @@ RB_SPECS_PAPER: Dict[str, StudySpec] = {
         "mfeat", RB_SPECS_EQUAL["mfeat"].stands_in_for, RB_SPECS_EQUAL["mfeat"].reported, "mor",
         {"smoke": 1, "quick": 3, "full": 20},
         smoke=Sizes(4, seeds=(0, 1), probe_max_train=300), quick=Sizes(40), full=Sizes(200)),
-}
+})
 _RB_SGD = dict(optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4)
 _RB_SRC = "ReconBoost App. C.3.2: SGD, lr 0.01 (momentum 0.9, weight decay 5e-4: the authors' code)"
 _OGM_SRC = ("OGM-GE authors' code (GeWu-Lab/OGM-GE_CVPR2022 main.py): SGD lr 1e-3, momentum 0.9, weight decay "
@@ -235,3 +235,24 @@ def ablation_studies(s: Studies) -> Dict[tuple, tuple]:
     """Fig. 7-8 / Tables 13, 16 variants (rb_ablation_variants of the reference form)."""
     return {(n, p): s.study(n, p, rb_ablation_variants(RB_MAIN[s.ref[n, p]][1]))
             for p in s.protocols for n in s.datasets}
+
+
+# --- the full profile on the paper's own datasets (read from your copy: mmlab.data.cremad, ...) ---
+# App. C.3: ResNet-18 (input channels adapted) on CREMA-D / AVE, three-layer MLPs + an LSTM text
+# net on the MMSA-FET features; SGD lr 0.01 (x0.1 every 30 stages on CREMA-D, x0.5 at stage 40
+# on AVE, constant on MOSEI / MOSI / SIMS); T1 = T2 = 4 (CREMA-D, AVE) or 1 passes per stage. The
+# paper gives neither the number of stages nor the batch: 100 passes and OGM-GE's batch 64 (ours).
+_RB_SCALE_SRC = "ReconBoost App. C.3 (stages and batch: ours, 100 passes, batch 64)"
+RB_PAPER_SCALE = {
+    "cremad": PaperScale("cremad", "CREMA-D", "ResNet-18 audio (1 ch) + visual (1 frame)", 100, 64,
+                         Recipe(**_RB_SGD, method_options={"t1": 4, "t2": 4, "lr_decay": 0.1, "lr_decay_every": 30},
+                                source=_RB_SCALE_SRC), 6698, resnet_inputs=2.0),
+    "ave": PaperScale("ave", "AVE", "ResNet-18 audio (257x1004) + visual (3 frames)", 100, 64,
+                      Recipe(**_RB_SGD, method_options={"t1": 4, "t2": 4, "lr_decay": 0.5, "lr_decay_every": 40},
+                             source=_RB_SCALE_SRC + "; x0.5 every 40 stages (the paper: once, at 40)"),
+                      3339, resnet_inputs=8.1),
+    **{n: PaperScale(n, d, "MLP audio / visual, LSTM text (MMSA-FET features)", 100, 64,
+                     Recipe(**_RB_SGD, method_options={"t1": 1, "t2": 1}, source=_RB_SCALE_SRC), size)
+       for n, d, size in (("mosei", "MOSEI", 16326), ("mosi", "MOSI", 1284), ("sims", "CH-SIMS", 1368))},
+}
+RB_SPECS_EQUAL.scale = RB_SPECS_PAPER.scale = RB_PAPER_SCALE

@@ -58,6 +58,7 @@ HEADER = "Category&VideoID&Quality&StartTime&EndTime"
 SAMPLES, RATES = 160_000, (22050, 16000)
 SHARD = 256
 USER_SUPPLIED = True
+WEAK = "visual"              # the modality the papers find starved (chapters name it a priori)
 LAYOUT = ("<root>/Annotations.txt, <root>/trainSet.txt, <root>/valSet.txt and <root>/testSet.txt "
           f"('{HEADER}' per line), <root>/Audio/<VideoID>.wav (16 kHz mono, extracted with ffmpeg) and "
           "<root>/Image-01-FPS/<VideoID>/*.jpg (1 frame per second); see mmlab/data/ave.py for the two ffmpeg commands")

@@ -46,6 +46,7 @@ EMOTIONS = ("ANG", "DIS", "FEA", "HAP", "NEU", "SAD")
 SECONDS = 3
 SHARD = 256
 USER_SUPPLIED = True        # read from a copy you supply (python -m mmlab datasets says so when absent)
+WEAK = "visual"              # the modality the papers find starved (chapters name it a priori)
 LAYOUT = ("<root>/AudioWAV/<actor>_<sentence>_<emotion>_<level>.wav (e.g. 1001_DFA_ANG_XX.wav), "
           "<root>/Image-01-FPS/<clip>/*.jpg (frames at 1 fps, one folder per clip) and, for split='standard', "
           "<root>/train.csv and <root>/test.csv ('<clip>,<emotion>' per line)")

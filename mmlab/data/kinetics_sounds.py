@@ -51,6 +51,7 @@ LISTS = {"train": ("train.csv", "my_train.txt"), "test": ("test.csv", "my_test.t
 SECONDS = 10
 SHARD = 256
 USER_SUPPLIED = True
+WEAK = "visual"              # the modality the papers find starved (chapters name it a priori)
 LAYOUT = ("<root>/train.csv and <root>/test.csv ('<clip>,<label name>' per line; or OGM-GE's my_train.txt and "
           "my_test.txt, '<clip>,10,<class index>'), <root>/Audio/<clip>.wav and <root>/Image-01-FPS/<clip>/*.jpg "
           "(1 frame per second); see mmlab/data/kinetics_sounds.py for the two ffmpeg commands")

@@ -39,6 +39,7 @@ from mmlab.data.base import (DataFormatError, DatasetInfo, MMData, Splits, cache
 from mmlab.data.features import content_hash, user_root
 
 USER_SUPPLIED = True
+WEAK = "gyro"                # the weaker IMU modality alone (chapters name it a priori)
 ACTIVITIES = ("walking forward", "walking left", "walking right", "walking upstairs", "walking downstairs",
               "running forward", "jumping up", "sitting", "standing", "sleeping", "elevator up", "elevator down")
 RATE = 100
