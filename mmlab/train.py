@@ -28,7 +28,8 @@ TRAIN_RANGES = {
     "lr_step": dict(lo=1, integer=True, allow_none=True),
     "lr_gamma": dict(lo=0, hi=1, lo_open=True),
 }
-CHOICES = {"optimizer": ("sgd", "adam", "adamw"), "amp": ("auto", "on", "off"), "nonfinite": ("raise", "stop")}
+CHOICES = {"optimizer": ("sgd", "adam", "adamw"), "amp": ("auto", "on", "off"), "nonfinite": ("raise", "stop"),
+           "amp_dtype": ("auto", "bfloat16", "float16"), "channels_last": ("auto", "on", "off")}
 
 
 def check_options(obj, ranges: dict, owner: str) -> None:
@@ -86,7 +87,9 @@ class TrainConfig:
     weight_decay: float = 0.0
     seed: int = 0
     device: str = "auto"             # auto (CUDA, then MPS, then CPU) | cpu | cuda | cuda:1 | mps
-    amp: str = "auto"                # auto: on for CUDA only | on | off ("on" on CPU uses bfloat16)
+    amp: str = "auto"                # auto: on for CUDA only | on | off
+    amp_dtype: str = "auto"          # auto: bfloat16 where supported (CPU, CUDA with bf16), else float16
+                                     # with a GradScaler | bfloat16 | float16 (forced: tests, old GPUs)
     eval_batch_size: int = 512
     progress: bool = False
     checkpoint_dir: Optional[str] = None
@@ -97,6 +100,7 @@ class TrainConfig:
     lr_step: Optional[int] = None    # StepLR: every optimizer's lr x lr_gamma every lr_step epochs
     lr_gamma: float = 0.1
     track: tuple = ()                # per-epoch measurements on val, by name (TRACKERS), in history
+    channels_last: str = "auto"      # ResNet encoders in NHWC memory order: auto (CUDA only) | on | off
 
     def __post_init__(self):
         check_options(self, TRAIN_RANGES, "TrainConfig: ")
@@ -106,6 +110,25 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def resolve_amp_dtype(device: torch.device, choice: str = "auto") -> torch.dtype:
+    """The autocast dtype: `choice` if forced, else bfloat16 where the device supports it (CPU;
+    CUDA with torch.cuda.is_bf16_supported(); MPS as before) and float16 otherwise (older
+    GPUs), the one dtype that needs a GradScaler (its 5-bit exponent underflows gradients)."""
+    if choice != "auto":
+        return {"bfloat16": torch.bfloat16, "float16": torch.float16}[choice]
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return torch.bfloat16
+
+
+def wants_channels_last(choice: str, device: torch.device, model: torch.nn.Module) -> bool:
+    """channels_last "on"/"off" as given; "auto": on for a CUDA run whose model has a ResNet encoder."""
+    from mmlab.models.resnet import resnet_encoders
+    if choice != "auto":
+        return choice == "on"
+    return device.type == "cuda" and bool(resnet_encoders(model))
 
 
 class _Meter:
@@ -142,13 +165,14 @@ class Trainer:
         self.method, self.splits, self.cfg = method, splits, cfg
         self.device = select_device(cfg.device)
         self.amp = cfg.amp == "on" or (cfg.amp == "auto" and self.device.type == "cuda")
-        self.amp_dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
+        self.amp_dtype = resolve_amp_dtype(self.device, cfg.amp_dtype)
         self.train_transform, self.eval_transform = train_transform, eval_transform
         self.history: List[dict] = []
         self.epoch, self.step = 0, 0
         self.best = {"epoch": -1, "score": -math.inf, "loss": math.inf, "state": None}
         self.stopped: Optional[dict] = None     # where a non-finite loss stopped training (nonfinite="stop")
         self.model = None
+        self.is_writer = True       # False on the processes of a DDP run that must not write (rank > 0)
 
     # --- helpers used by methods ------------------------------------------------------------
     def autocast(self):
@@ -209,17 +233,27 @@ class Trainer:
                                drop_last=len(data) % self.cfg.batch_size == 1)  # BatchNorm needs B > 1
         return BatchLoader(data, self.cfg.eval_batch_size, transform=self.eval_transform, device=self.device)
 
+    def wrap_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The module training runs through (identity here; DistributedDataParallel in
+        mmlab.distributed). Called once in setup, before the method builds its optimizers."""
+        return model
+
     # --- fit -----------------------------------------------------------------------------
     def setup(self) -> None:
+        from mmlab.models.resnet import use_channels_last
         torch.manual_seed(self.cfg.seed)
-        self.model = self.method.build_model().to(self.device)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp)
+        model = self.method.build_model().to(self.device)
+        if wants_channels_last(self.cfg.channels_last, self.device, model):
+            use_channels_last(model)
+        self.model = self.wrap_model(model)
+        # loss scaling only for float16: bfloat16 has float32's exponent range
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp and self.amp_dtype == torch.float16)
         self.meter = _Meter(self.device)
         self.method.on_fit_start(self)
 
     def fit(self) -> "Trainer":
         self.setup()
-        if self.cfg.checkpoint_dir:
+        if self.cfg.checkpoint_dir and self.is_writer:
             remove_partial_writes(Path(self.cfg.checkpoint_dir))
         start = self._maybe_resume()
         train_loader = self.loader(self.splits.train, train=True)
@@ -278,9 +312,9 @@ class Trainer:
             # whose val keeps the training colour shortcut) is broken by the lower val loss
             state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
             self.best = {"epoch": epoch, "score": val["acc"], "loss": val["loss"], "state": state}
-            if self.cfg.checkpoint_dir:
+            if self.cfg.checkpoint_dir and self.is_writer:
                 atomic_torch_save(state, Path(self.cfg.checkpoint_dir) / "best.pt")
-        if self.cfg.checkpoint_dir:
+        if self.cfg.checkpoint_dir and self.is_writer:
             self.save_checkpoint(Path(self.cfg.checkpoint_dir) / "last.pt", epoch)
 
     # --- evaluation ------------------------------------------------------------------------
@@ -317,9 +351,11 @@ class Trainer:
 
     @staticmethod
     def _identity(cfg: dict) -> dict:
-        """The config fields a resumed run must share with its checkpoint (epochs may grow)."""
-        return {k: v for k, v in cfg.items()
-                if k not in ("epochs", "resume", "progress", "checkpoint_dir", "eval_batch_size", "nonfinite")}
+        """The config fields a resumed run must share with its checkpoint (epochs may grow;
+        a field the checkpoint predates counts at its default; memory layout may change)."""
+        return {k: v for k, v in {**TrainConfig().to_dict(), **cfg}.items()
+                if k not in ("epochs", "resume", "progress", "checkpoint_dir", "eval_batch_size", "nonfinite",
+                             "channels_last")}
 
     def _maybe_resume(self) -> int:
         if not (self.cfg.resume and self.cfg.checkpoint_dir):

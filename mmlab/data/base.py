@@ -87,12 +87,20 @@ class Splits:
         return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
 
 
+def pins_memory(device: torch.device | str) -> bool:
+    """Whether batches bound for `device` are pinned before the copy: only for CUDA, where a
+    pinned (page-locked) host tensor lets `.to(device, non_blocking=True)` overlap the copy
+    with compute. Never for CPU (nothing to copy; a CPU-only build raises on pin_memory())."""
+    return torch.device(device).type == "cuda"
+
+
 class BatchLoader:
     """Shuffled mini-batches sliced straight from in-memory tensors.
 
     No per-sample collate: one index_select per modality per batch, which keeps the
     trainer's overhead close to a bare loop. The shuffle order of epoch e depends only
     on (seed, e), so a resumed run sees exactly the batches an uninterrupted one would.
+    Batches bound for CUDA are pinned and copied asynchronously (pins_memory).
     """
 
     def __init__(self, data: MMData, batch_size: int, shuffle: bool = False, seed: int = 0,
@@ -102,6 +110,7 @@ class BatchLoader:
         self.data, self.batch_size, self.shuffle = data, batch_size, shuffle
         self.seed, self.drop_last, self.transform = seed, drop_last, transform
         self.device = torch.device(device)
+        self.pin = pins_memory(self.device)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -111,7 +120,9 @@ class BatchLoader:
         n = len(self.data)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
-    def __iter__(self) -> Iterator[dict]:
+    def indices(self) -> Iterator[torch.Tensor]:
+        """The positions [B] of each batch of this epoch, in order (the global batches a
+        sharded loader splits across processes: mmlab.distributed)."""
         n = len(self.data)
         if self.shuffle:
             g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
@@ -119,15 +130,24 @@ class BatchLoader:
         else:
             order = torch.arange(n)
         for b in range(len(self)):
-            idx = order[b * self.batch_size:(b + 1) * self.batch_size]
-            batch = {m: t[idx] for m, t in self.data.x.items()}
-            batch["label"] = self.data.y[idx]
-            batch["index"] = idx          # [B] positions in self.data (QMF's per-sample history)
-            if self.transform is not None:
-                batch = self.transform(batch, idx, self.epoch)
-            if self.device.type != "cpu":
-                batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-            yield batch
+            yield order[b * self.batch_size:(b + 1) * self.batch_size]
+
+    def batch(self, idx: torch.Tensor) -> dict:
+        """The batch of positions idx [B]: sliced, transformed, on the loader's device."""
+        batch = {m: t[idx] for m, t in self.data.x.items()}
+        batch["label"] = self.data.y[idx]
+        batch["index"] = idx          # [B] positions in self.data (QMF's per-sample history)
+        if self.transform is not None:
+            batch = self.transform(batch, idx, self.epoch)
+        if self.device.type != "cpu":
+            if self.pin:              # page-locked host copy: the H2D copy below is truly async
+                batch = {k: v.pin_memory() for k, v in batch.items()}
+            batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        return batch
+
+    def __iter__(self) -> Iterator[dict]:
+        for idx in self.indices():
+            yield self.batch(idx)
 
 
 def package_file(package: str, relpath: str) -> Path:
