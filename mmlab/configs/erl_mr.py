@@ -31,7 +31,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Dict
 
-from mmlab.configs import FAMILY, PaperScale, Protocol, Recipe, Sizes, Specs, StudySpec, equal_protocol
+from mmlab.configs import FAMILY, PaperScale, check_chapter_datasets, Protocol, Recipe, Sizes, Specs, StudySpec, equal_protocol
 from mmlab.configs.imbalance import IMBALANCE
 
 FUSIONS = ("concat", "sum", "film", "gated")
@@ -171,6 +171,7 @@ def studies(sections, profile: str, protocols=None, datasets=None, seeds=None, n
     """{(dataset, protocol): (imbalance frame, [(label, RunConfig, Result)])} with every variant the
     given sections ("t2", "t3", "t4", "t5", "f3") run on that dataset under that protocol (one
     study per pair, so a run shared by two sections is trained once)."""
+    check_chapter_datasets(datasets, _SPECS_EQUAL, "ERL-MR chapters 10-11")
     out = {}
     for p in protocols or ERL_PROTOCOLS:
         want: Dict[str, dict] = {}

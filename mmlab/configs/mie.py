@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from typing import Dict, Tuple
 
-from mmlab.configs import FAMILY, PaperScale, Protocol, Recipe, Specs, equal_protocol  # noqa: F401
+from mmlab.configs import FAMILY, check_chapter_datasets, PaperScale, Protocol, Recipe, Specs, equal_protocol  # noqa: F401
 from mmlab.configs.mla import MLA_SPECS_EQUAL, MLA_SPECS_PAPER
 
 MIE_RHO_PAPER = "paper"        # 1e-10 for audio, 1e-15 for the other modalities (MIE's default)
@@ -179,6 +179,7 @@ def main_studies(profile: str, datasets=None, protocols=None, seeds=None, n_jobs
     """Tables 1 / 2 rows per (dataset, protocol) the profile runs, plus Table 3's and Figs. 3-4's
     and Table 4's runs under the equal budget, where they belong: {(dataset, protocol):
     (imbalance frame, [(label, RunConfig, Result)])}."""
+    check_chapter_datasets(datasets, MLA_SPECS_EQUAL, "MIE chapters 20-21")
     out = {}
     for p in protocols or MIE_PROTOCOLS:
         for n in MIE_DATASETS[p][profile]:

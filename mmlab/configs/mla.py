@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Dict, Tuple
 
-from mmlab.configs import FAMILY, PaperScale, Protocol, Recipe, Sizes, Specs, StudySpec, equal_protocol  # noqa: F401
+from mmlab.configs import FAMILY, check_chapter_datasets, PaperScale, Protocol, Recipe, Sizes, Specs, StudySpec, equal_protocol  # noqa: F401
 from mmlab.configs.imbalance import IMBALANCE
 
 # --- protocols ----------------------------------------------------------------------------
@@ -144,6 +144,7 @@ def main_studies(profile: str, datasets=None, protocols=None, seeds=None, n_jobs
                  device: str = "auto") -> Dict[tuple, tuple]:
     """Table 1 / 5 rows plus the code forms and the Table 3 ablation, per (dataset, protocol) the
     profile runs: {(dataset, protocol): (imbalance frame, [(label, RunConfig, Result)])}."""
+    check_chapter_datasets(datasets, MLA_SPECS_EQUAL, "MLA chapters 30-32")
     out = {}
     for p in protocols or MLA_PROTOCOLS:
         for n in MLA_DATASETS[p][profile]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
-from mmlab.configs import FAMILY, PaperScale, Protocol, Recipe, Sizes, Specs, StudySpec  # noqa: F401
+from mmlab.configs import FAMILY, check_chapter_datasets, PaperScale, Protocol, Recipe, Sizes, Specs, StudySpec  # noqa: F401
 
 # Chapters 40-43 (ReconBoost, ICML 2024) run every artifact under two protocols.
 # "equal": every method the same passes over the training data (a ReconBoost stage is
@@ -214,6 +214,7 @@ def main_studies(profile: str, datasets=None, protocols=None, seeds=None, n_jobs
     """Train (or read from the cache) the Table 1 / 2 rows of every dataset and protocol
     (default: RB_TABLES' datasets, both protocols) and pick the reference form on val;
     forms_only: only the two ReconBoost forms, no unimodal runs (chapters 43's need)."""
+    check_chapter_datasets(datasets, RB_TABLES, "ReconBoost chapters 40-43")
     from mmlab.studies import best_on_val
     s = Studies(profile, list(datasets or RB_TABLES), list(protocols or RB_PROTOCOLS), seeds, n_jobs, device, {}, {})
     for p in s.protocols:
