@@ -118,22 +118,30 @@ def _table(r) -> str:
     return "\n".join(lines)
 
 
-def cmd_train(args) -> int:
-    from mmlab.runner import RunConfig, run
+def run_config(args):
+    """The RunConfig of a parsed `train` command line."""
+    from mmlab.runner import RunConfig
     mopts = dict(args.method_opt)
     if args.modality:
         mopts["modality"] = args.modality
-    cfg = RunConfig(dataset=args.dataset, method=args.method, seed=args.seed, epochs=args.epochs,
-                    batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
-                    weight_decay=args.weight_decay, val_fraction=args.val_fraction, device=args.device, amp=args.amp,
-                    dataset_options=dict(args.data_opt), method_options=mopts, probe=not args.no_probe)
-    r = run(cfg, cache=not args.no_cache, progress=args.progress and not args.json,
-            checkpoint_dir=args.checkpoint_dir, resume=args.resume)
-    print(json.dumps(r.to_json(), indent=1) if args.json else _table(r))
+    return RunConfig(dataset=args.dataset, method=args.method, seed=args.seed, epochs=args.epochs,
+                     batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
+                     weight_decay=args.weight_decay, val_fraction=args.val_fraction, device=args.device, amp=args.amp,
+                     amp_dtype=args.amp_dtype, channels_last=args.channels_last, train_subset=args.train_subset,
+                     dataset_options=dict(args.data_opt), method_options=mopts, probe=not args.no_probe)
+
+
+def cmd_train(args, run=None) -> int:
+    """Train one run (run: mmlab.runner.run, or mmlab.distributed.run_ddp under torchrun) and print it."""
+    from mmlab import runner
+    r = (run or runner.run)(run_config(args), cache=not args.no_cache, progress=args.progress and not args.json,
+                            checkpoint_dir=args.checkpoint_dir, resume=args.resume)
+    if r is not None:                   # None: a torchrun process other than rank 0 (it prints nothing)
+        print(json.dumps(r.to_json(), indent=1) if args.json else _table(r))
     return 0
 
 
-def main(argv=None) -> int:
+def parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m mmlab", description="mmlab: modality-imbalance lab")
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
     sub.add_parser("datasets", help="list datasets (modalities, shapes, split sizes)")
@@ -153,6 +161,12 @@ def main(argv=None) -> int:
                    help="fraction of train held out for model selection, in (0, 1)")
     t.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
     t.add_argument("--amp", default="auto", choices=["auto", "on", "off"])
+    t.add_argument("--amp-dtype", default="auto", choices=["auto", "bfloat16", "float16"],
+                   help="half precision under AMP (auto: bfloat16 where supported, else float16 + GradScaler)")
+    t.add_argument("--channels-last", default="auto", choices=["auto", "on", "off"],
+                   help="ResNet encoders in NHWC memory order (auto: on CUDA)")
+    t.add_argument("--train-subset", type=_ranged("train_subset"), default=None,
+                   help="a stratified, seeded subsample of this many training samples")
     t.add_argument("--data-opt", type=_kv, action="append", default=[], metavar="KEY=VALUE",
                    help="dataset option, e.g. --data-opt image_patch=14 (repeatable)")
     t.add_argument("--method-opt", type=_kv, action="append", default=[], metavar="KEY=VALUE",
@@ -168,10 +182,16 @@ def main(argv=None) -> int:
     pr.add_argument("--root", required=True, help="the folder holding the dataset's files")
     pr.add_argument("--data-opt", type=_kv, action="append", default=[], metavar="KEY=VALUE",
                     help="preprocessing option, e.g. --data-opt frames=3 (repeatable)")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None, run=None) -> int:
+    """`python -m mmlab ...`; run replaces mmlab.runner.run for `train` (mmlab.distributed)."""
+    args = parser().parse_args(argv)
     try:
-        return {"datasets": cmd_datasets, "methods": cmd_methods, "train": cmd_train,
-                "prepare": cmd_prepare}[args.cmd](args)
+        if args.cmd == "train":
+            return cmd_train(args, run)
+        return {"datasets": cmd_datasets, "methods": cmd_methods, "prepare": cmd_prepare}[args.cmd](args)
     except (KeyError, ValueError, TypeError, ImportError, FloatingPointError, RuntimeError,
             FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)

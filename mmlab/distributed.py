@@ -37,7 +37,6 @@ import sys
 import warnings
 from dataclasses import replace
 from typing import Iterator, Optional
-from unittest import mock
 
 import torch
 import torch.distributed as dist
@@ -51,7 +50,6 @@ from mmlab.utils import select_device
 
 # single loss, one optimizer, one backward/step per batch, no hooks that see other batches
 DDP_METHODS = ("concat", "sum", "film", "gated", "late", "unimodal", "mmcosine", "centralnet", "erl_mr")
-_RUN = runner.run          # the one-process run (mmlab.distributed.main swaps runner.run for run_ddp)
 
 
 def check_supported(method: str, method_options: Optional[dict] = None) -> None:
@@ -234,11 +232,10 @@ def run_ddp(cfg, cache: bool = True, progress: bool = False, checkpoint_dir: Opt
     if box[0] is not None:
         return box[0]
     _warm_data(cfg)
-    with mock.patch.object(runner, "Trainer", DDPTrainer):
-        if rank == 0:
-            return _RUN(cfg, cache=cache, progress=progress, checkpoint_dir=checkpoint_dir,
-                        resume=resume, force=True, wait=wait)
-        return runner._train(replace(cfg, probe=False), False, checkpoint_dir, resume)
+    if rank == 0:
+        return runner.run(cfg, cache=cache, progress=progress, checkpoint_dir=checkpoint_dir, resume=resume,
+                          force=True, wait=wait, trainer_cls=DDPTrainer)
+    return runner._train(replace(cfg, probe=False), False, checkpoint_dir, resume, trainer_cls=DDPTrainer)
 
 
 def main(argv=None) -> int:
@@ -249,8 +246,8 @@ def main(argv=None) -> int:
     rank = int(os.environ.get("RANK", 0))
     quiet = contextlib.nullcontext() if rank == 0 else contextlib.redirect_stdout(io.StringIO())
     try:
-        with mock.patch.object(runner, "run", run_ddp), quiet:
-            return cli.main(["train", *argv])
+        with quiet:
+            return cli.main(["train", *argv], run=run_ddp)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

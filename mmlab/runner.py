@@ -56,6 +56,8 @@ class RunConfig:
     weight_decay: float = 0.0
     device: str = "auto"
     amp: str = "auto"
+    amp_dtype: str = "auto"                               # auto: bfloat16 where supported, else float16
+    channels_last: str = "auto"                           # ResNet encoders NHWC: auto (CUDA only) | on | off
     val_fraction: float = 0.1
     dataset_options: dict = field(default_factory=dict)   # e.g. {"image_patch": 14}
     method_options: dict = field(default_factory=dict)    # e.g. {"modality": "image", "feature_dim": 64}
@@ -84,8 +86,12 @@ class RunConfig:
         """Config + code version + the device type "auto" resolves to here (CPU fp32 and CUDA
         AMP results never share a key). Method and dataset options equal to their defaults
         are dropped first, so {"final": "na"} and {} name the same run."""
-        dev = select_device(self.device).type
+        from mmlab.train import resolve_amp_dtype
+        device = select_device(self.device)
+        dev = device.type
         amp = self.amp == "on" or (self.amp == "auto" and dev == "cuda")
+        if amp:                  # which half precision (bf16 / fp16) the device resolves to
+            amp = str(resolve_amp_dtype(device, self.amp_dtype)).replace("torch.", "")
         cfg = dict(self.to_dict(), method_options=_non_default(self.method_options, _method_defaults(self.method)),
                    dataset_options=_non_default(self.dataset_options, _dataset_defaults(self.dataset)))
         # fields added later with a default that changes nothing stay out of the key (old runs keep theirs)
@@ -105,7 +111,8 @@ class RunConfig:
 
 # RunConfig fields left out of the cache key while they hold these values (fields added after
 # runs were cached: a run that does not use them keeps its key)
-_KEY_OPTIONAL = {"missing_rate": 0.0, "train_missing": {}, "lr_step": None, "lr_gamma": 0.1, "track": ()}
+_KEY_OPTIONAL = {"missing_rate": 0.0, "train_missing": {}, "lr_step": None, "lr_gamma": 0.1, "track": (),
+                 "amp_dtype": "auto", "channels_last": "auto"}
 
 
 def run_transforms(cfg: RunConfig, info) -> tuple:
@@ -204,16 +211,17 @@ def cached_result(cfg: RunConfig) -> Optional[Result]:
 
 
 def run(cfg: RunConfig, cache: bool = True, progress: bool = False, checkpoint_dir: Optional[str] = None,
-        resume: bool = False, force: bool = False, wait: bool = True) -> Optional[Result]:
+        resume: bool = False, force: bool = False, wait: bool = True, trainer_cls=None) -> Optional[Result]:
     """Train cfg.method on cfg.dataset and evaluate; cached by (config, code version).
     force=True retrains and rewrites the cache entry even when one exists. Two processes
     (parallel notebooks) asking for the same uncached run train it once: the second waits
     on the run's lock file and then reads the first one's result; with wait=False it
-    returns None at once instead (run_many then trains other runs meanwhile)."""
+    returns None at once instead (run_many then trains other runs meanwhile). trainer_cls replaces
+    the Trainer (mmlab.distributed's DDPTrainer: the same run across processes)."""
     if cache and not force and (hit := cached_result(cfg)) is not None:
         return hit
     if not cache:
-        result = _train(cfg, progress, checkpoint_dir, resume)
+        result = _train(cfg, progress, checkpoint_dir, resume, trainer_cls)
         del result._weights
         return result
     with _run_lock(cfg.hash(), wait) as locked:
@@ -221,7 +229,7 @@ def run(cfg: RunConfig, cache: bool = True, progress: bool = False, checkpoint_d
             return None
         if not force and (hit := cached_result(cfg)) is not None:
             return hit
-        result = _train(cfg, progress, checkpoint_dir, resume)
+        result = _train(cfg, progress, checkpoint_dir, resume, trainer_cls)
         # weights first: a result on disk always has its model beside it
         atomic_torch_save(result.__dict__.pop("_weights"), _model_path(result.config_hash))
         atomic_write_json(result.to_json() | {"cached": False}, _cache_path(result.config_hash))
@@ -247,7 +255,7 @@ def _run_lock(key: str, wait: bool = True):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _train(cfg: RunConfig, progress: bool, checkpoint_dir, resume: bool) -> Result:
+def _train(cfg: RunConfig, progress: bool, checkpoint_dir, resume: bool, trainer_cls=None) -> Result:
     """Train, test and probe cfg; Result.timings holds the seconds of each phase and the
     result carries its model's weights (attribute _weights) for the cache."""
     clock = _Clock()
@@ -259,7 +267,7 @@ def _train(cfg: RunConfig, progress: bool, checkpoint_dir, resume: bool) -> Resu
     method = build_method(cfg, splits.info, tcfg)
     method.run_config = cfg       # a method may reuse other cached runs (UMT's teachers)
     with clock("fit"):
-        trainer = Trainer(method, splits, tcfg, *run_transforms(cfg, splits.info)).fit()
+        trainer = (trainer_cls or Trainer)(method, splits, tcfg, *run_transforms(cfg, splits.info)).fit()
     with clock("test"):
         metrics = {"val": trainer.history[trainer.best["epoch"]]["val"] if trainer.history else {},
                    "test": evaluate_test(trainer, splits)}
