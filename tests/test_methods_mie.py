@@ -17,9 +17,10 @@ from mmlab.models.capture import capture_inputs, linear_layers
 from mmlab.train import TrainConfig, Trainer
 
 
-def _trainer(method="mie", seed=0, amp="off", lr=0.05, epochs=1, **opts):
+def _trainer(method="mie", seed=0, amp="off", lr=0.05, epochs=1, amp_dtype="auto", **opts):
     splits = load_dataset("synthetic", seed=seed)
-    cfg = TrainConfig(epochs=epochs, optimizer="sgd", lr=lr, momentum=0.9, device="cpu", seed=seed, amp=amp)
+    cfg = TrainConfig(epochs=epochs, optimizer="sgd", lr=lr, momentum=0.9, device="cpu", seed=seed, amp=amp,
+                      amp_dtype=amp_dtype)
     t = Trainer(METHODS.get(method)(splits.info, cfg, **opts), splits, cfg)
     t.setup()
     return t, splits
@@ -176,7 +177,7 @@ def test_sam_with_rho_zero_is_exactly_a_plain_step():
 
 
 def test_sam_step_runs_under_amp_with_a_grad_scaler():
-    t, splits = _trainer(gm=False, amp="on")                             # CPU: bfloat16 autocast + GradScaler
+    t, splits = _trainer(gm=False, amp="on", amp_dtype="float16")        # float16 autocast + GradScaler, on CPU
     assert t.scaler.is_enabled()
     batch = _batch(splits)
     params = list(t.method.branch(t.model, "m0").parameters())
