@@ -153,15 +153,13 @@ def scale_table(scales: Dict[str, PaperScale], runs_per_dataset: Optional[Dict[s
     return pd.DataFrame(rows).set_index("dataset")
 
 
-def check_chapter_datasets(datasets, stand_ins, chapter: str, own=()) -> None:
+def check_chapter_datasets(datasets, stand_ins, chapter: str) -> None:
     """A paper chapter's tables and claims are mapped per stand-in (its name maps and the paper
-    rows each stand-in answers for) and, where a chapter maps them too, per paper dataset of its
-    own (`own`, e.g. the paper's PAPER_SCALE): any other dataset is refused with what runs on it."""
-    other = sorted(set(datasets or ()) - set(stand_ins) - set(own))
+    rows each stand-in answers for): any other dataset is refused with what runs on it instead."""
+    other = sorted(set(datasets or ()) - set(stand_ins))
     if other:
-        mapped = f"its stand-ins {sorted(stand_ins)}" + (f" and its paper's datasets {sorted(own)}" if own else "")
-        raise ValueError(f"{chapter} runs on {mapped}, not on {other}: its tables map "
-                         f"paper rows to those. A paper's own dataset or a plugin's runs through "
+        raise ValueError(f"{chapter} runs on its stand-ins {sorted(stand_ins)}, not on {other}: its tables map "
+                         f"paper rows to those stand-ins. A paper's own dataset or a plugin's runs through "
                          f"chapter 01 (notebooks/01-modality-imbalance.ipynb -y 'datasets: [...]'), "
                          f"`python -m mmlab train` or mmlab.runner.run_many")
 

@@ -17,9 +17,6 @@ Quick-profile run time (2-core CPU, empty cache, `make book`, two notebooks at a
 Contents: the protocols (RB_SPECS_*, RB_PROTOCOLS, recipes), the Table 1 / 2 rows (RB_MAIN,
 RB_FORMS), the variant sets of Tables 4 / 14 and the ablations (rb_*_variants), the paper's
 names of our rows (RB_PAPER_NAMES, RB_VIEWS, ...), and `study`, the chapters' study builder.
-Chapters 40, 41 and 43 also run on the paper's own datasets (cremad, ave, mosei, mosi, sims; RB_ROLES:
-each plays its family's stand-in with its own modality names, compared with its own rows only);
-chapter 42 (Tables 8-10) stays on avmnist.
 """
 from __future__ import annotations
 
@@ -99,53 +96,13 @@ RB_PROTOCOLS: Dict[str, Protocol] = {
 }
 RECONBOOST = RB_SPECS_EQUAL     # the equal-budget specs (stands-in-for, reported, dominated modality)
 
-# The paper's own datasets (read from your copy: mmlab.data.cremad, ave, features) play the role of
-# their family's stand-in in every name map below, with their own modality names: `RB_ROLES`
-# names the role, `RB_ROLE_MODALITIES` each stand-in modality's counterpart (by rank of unimodal
-# strength for mfeat, as RB_VIEWS matches the paper's networks to it).
-RB_ROLES = {"cremad": "avmnist", "ave": "avmnist", "mosei": "mfeat", "mosi": "mfeat", "sims": "mfeat"}
-RB_ROLE_MODALITIES = {"avmnist": {"audio": "audio", "image": "visual"},
-                      "mfeat": {"zer": "text", "fou": "audio", "mor": "visual"}}
-
-
-def rb_role(dataset: str) -> str:
-    """The stand-in whose tables `dataset` answers for ("cremad" -> "avmnist"; a stand-in: itself)."""
-    return RB_ROLES.get(dataset, dataset)
-
-
-def rb_modality(dataset: str, modality: str) -> str:
-    """`dataset`'s name of a modality of its role's stand-in ("cremad", "image" -> "visual")."""
-    return RB_ROLE_MODALITIES[RB_ROLES[dataset]][modality] if dataset in RB_ROLES else modality
-
-
-class RoleMap(dict):
-    """A map per stand-in that answers for a paper dataset (RB_ROLES) with its role's entry; with
-    `modal`, the entry's values are modality names, renamed to the dataset's own. Its keys (and
-    `in`) remain the stand-ins."""
-
-    def __init__(self, entries, modal: bool = False):
-        super().__init__(entries)
-        self.modal = modal
-
-    def __missing__(self, dataset: str):
-        if dataset not in RB_ROLES:
-            raise KeyError(dataset)
-        entry = self[RB_ROLES[dataset]]
-        return {k: rb_modality(dataset, m) for k, m in entry.items()} if self.modal else entry
-
-
-def rb_columns(dataset: str, columns: dict) -> dict:
-    """{paper column: avmnist modality} with the modalities named as `dataset` names them."""
-    return {c: (rb_modality(dataset, m) if m in RB_ROLE_MODALITIES["avmnist"] else m) for c, m in columns.items()}
-
-
 # Paper tables of overall accuracy per stand-in, and the paper's names of our rows.
-RB_TABLES = RoleMap({"avmnist": "reconboost-table1", "mfeat": "reconboost-table2"})
+RB_TABLES = {"avmnist": "reconboost-table1", "mfeat": "reconboost-table2"}
 RB_PAPER_NAMES = {"concat": "Concat Fusion", "G-Blending": "G-Blending", "OGM-GE": "OGM-GE", "PMR": "PMR",
                   "UME": "UME", "UMT": "UMT"}
 # the paper's unimodal networks matched to our modalities by rank of unimodal strength
-RB_VIEWS = RoleMap({"avmnist": {"AudioNet": "audio", "VisualNet": "image"},
-                    "mfeat": {"TextNet": "zer", "AudioNet": "fou", "VisualNet": "mor"}}, modal=True)
+RB_VIEWS = {"avmnist": {"AudioNet": "audio", "VisualNet": "image"},
+            "mfeat": {"TextNet": "zer", "AudioNet": "fou", "VisualNet": "mor"}}
 
 # label -> (registered method, method options); ReconBoost Table 1 / 2 rows.
 RB_MAIN: Dict[str, Tuple[str, dict]] = {
@@ -257,7 +214,7 @@ def main_studies(profile: str, datasets=None, protocols=None, seeds=None, n_jobs
     """Train (or read from the cache) the Table 1 / 2 rows of every dataset and protocol
     (default: RB_TABLES' datasets, both protocols) and pick the reference form on val;
     forms_only: only the two ReconBoost forms, no unimodal runs (chapters 43's need)."""
-    check_chapter_datasets(datasets, RB_TABLES, "ReconBoost chapters 40-43", own=RB_PAPER_SCALE)
+    check_chapter_datasets(datasets, RB_TABLES, "ReconBoost chapters 40-43")
     from mmlab.studies import best_on_val
     s = Studies(profile, list(datasets or RB_TABLES), list(protocols or RB_PROTOCOLS), seeds, n_jobs, device, {}, {})
     for p in s.protocols:
@@ -270,9 +227,9 @@ def main_studies(profile: str, datasets=None, protocols=None, seeds=None, n_jobs
 
 def fusion_studies(s: Studies) -> Dict[tuple, tuple]:
     """Table 4 / 14 variants (rb_fusion_variants of the reference form) per protocol, on the
-    audio-visual datasets only (avmnist, CREMA-D, AVE: the paper runs Table 4 on those only)."""
+    audio-visual stand-in only (the paper runs Table 4 on audio-visual sets only)."""
     return {(n, p): s.study(n, p, rb_fusion_variants(RB_MAIN[s.ref[n, p]][1]))
-            for p in s.protocols for n in s.datasets if rb_role(n) == "avmnist"}
+            for p in s.protocols for n in s.datasets if n == "avmnist"}
 
 
 def ablation_studies(s: Studies) -> Dict[tuple, tuple]:
@@ -300,17 +257,3 @@ RB_PAPER_SCALE = {
        for n, d, size in (("mosei", "MOSEI", 16326), ("mosi", "MOSI", 1284), ("sims", "CH-SIMS", 1368))},
 }
 RB_SPECS_EQUAL.scale = RB_SPECS_PAPER.scale = RB_PAPER_SCALE
-
-
-def _own_recipes(scale: PaperScale) -> Dict[str, Dict[str, Recipe]]:
-    """A paper dataset's recipes per protocol: chapter 01's Adam 1e-3 under "equal"; under
-    "paper" each method's recipe of _paper_recipes with the dataset's own T1 = T2 and lr decay."""
-    opts = scale.recipe.method_options
-    decay = {k: v for k, v in opts.items() if k.startswith("lr_decay")}
-    return {"equal": {"*": Recipe(source="Adam 1e-3 for every method (chapter 01's setting)")},
-            "paper": _paper_recipes(opts["t1"], decay)}
-
-
-for _n, _ps in RB_PAPER_SCALE.items():
-    for _p, _r in _own_recipes(_ps).items():
-        RB_PROTOCOLS[_p].recipes[_n] = _r

@@ -50,7 +50,6 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from mmlab.configs import Sizes
 from mmlab.data import av_clips
 from mmlab.data.base import DataFormatError, DatasetInfo, MMData, Splits, check_knob, register_dataset
 
@@ -60,10 +59,6 @@ SAMPLES, RATES = 160_000, (22050, 16000)
 SHARD = 256
 USER_SUPPLIED = True
 WEAK = "visual"              # the modality the papers find starved (chapters name it a priori)
-# smoke (CI): 32 x 32 frames (one), 200 training clips, one pass, 2 seeds; quick and full as
-# mmlab.configs.GENERIC_SIZES (full: the paper's own setting, mmlab.configs.<paper>.*_PAPER_SCALE)
-SIZES = {"smoke": Sizes(1, seeds=(0, 1), dataset_options={"image_size": 32, "frames": 1}, train_subset=200,
-                       probe_max_train=200)}
 LAYOUT = ("<root>/Annotations.txt, <root>/trainSet.txt, <root>/valSet.txt and <root>/testSet.txt "
           f"('{HEADER}' per line), <root>/Audio/<VideoID>.wav (16 kHz mono, extracted with ffmpeg) and "
           "<root>/Image-01-FPS/<VideoID>/*.jpg (1 frame per second); see mmlab/data/ave.py for the two ffmpeg commands")

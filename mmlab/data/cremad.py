@@ -38,7 +38,6 @@ import torch
 
 from mmlab.data import av_clips
 from mmlab.data.av_clips import HOP, IMAGENET_MEAN, IMAGENET_STD, N_FFT, SR, frames_of  # noqa: F401 (re-exported)
-from mmlab.configs import Sizes
 from mmlab.data.base import (DataFormatError, DatasetInfo, MMData, Splits, check_knob, group_val_split,
                              register_dataset, stratified_val_split)
 from mmlab.utils import stable_hash
@@ -48,10 +47,6 @@ SECONDS = 3
 SHARD = 256
 USER_SUPPLIED = True        # read from a copy you supply (python -m mmlab datasets says so when absent)
 WEAK = "visual"              # the modality the papers find starved (chapters name it a priori)
-# smoke (CI): 32 x 32 frames, 200 training clips, one pass, 2 seeds; quick and full as
-# mmlab.configs.GENERIC_SIZES (full: the paper's own setting, mmlab.configs.<paper>.*_PAPER_SCALE)
-SIZES = {"smoke": Sizes(1, seeds=(0, 1), dataset_options={"image_size": 32}, train_subset=200,
-                       probe_max_train=200)}
 LAYOUT = ("<root>/AudioWAV/<actor>_<sentence>_<emotion>_<level>.wav (e.g. 1001_DFA_ANG_XX.wav), "
           "<root>/Image-01-FPS/<clip>/*.jpg (frames at 1 fps, one folder per clip) and, for split='standard', "
           "<root>/train.csv and <root>/test.csv ('<clip>,<emotion>' per line)")

@@ -16,7 +16,7 @@ from mmlab.claims import paired_diffs
 from mmlab.configs.reconboost import (FAMILY, RB_FORMS, RB_FUSION_ROWS, RB_NOISE_ALONE, RB_NOISE_NAMES,
                                       RB_NOISE_TABLES, RB_NOISE_VARIANCES, RB_NOISE_WHAT, RB_OURS_NAMES,
                                       RB_PAPER_NAMES, RB_PROTOCOLS, RB_T13_COLUMNS, RB_T13_NAMES, RB_T14_COLUMNS,
-                                      RB_T16_NAMES, RB_TABLES, RB_VIEWS, Studies, rb_columns, rb_modality, rb_role)
+                                      RB_T16_NAMES, RB_TABLES, RB_VIEWS, Studies)
 from mmlab.studies import (accuracy_table, agg_pm, fmt_pm, fused_rows, long_frame, mir_dmc_frame, pm, signed_pm,
                            standings, stopped_runs)
 
@@ -135,8 +135,7 @@ def paper_fusion(fus: Dict[tuple, tuple], label: Dict[str, str]):
     for (n, p), (frame, _) in fus.items():
         d = frame[frame.method != "unimodal"]
         ours = pd.concat([long_frame(d, "fused_acc", "overall", dedupe=True), long_frame(d, "per_modality_acc")])
-        mp = papers.mapping_for("reconboost-table14", {k: k for k in RB_FUSION_ROWS}, rb_columns(n, RB_T14_COLUMNS),
-                                FAMILY[n])
+        mp = papers.mapping_for("reconboost-table14", {k: k for k in RB_FUSION_ROWS}, RB_T14_COLUMNS, ("AVE", "CREMA-D"))
         tables.append(papers.paper_vs_ours(ours, "reconboost-table14", mp, our_dataset=f"{n}, {label[p]}"))
     return papers.collapse(*tables) if tables else None
 
@@ -243,53 +242,31 @@ def probes(s: Studies) -> Dict[str, pd.DataFrame]:
             pd.concat({k[1]: v for k, v in t.items() if k[0] == n}, axis=1) for n in s.datasets}
 
 
-def audio_visual(s: Studies, table_id: str = None) -> list:
-    """The audio-visual datasets of `s` (avmnist, cremad, ave), those whose family `table_id`
-    reports when given."""
-    out = [n for n in s.datasets if rb_role(n) == "avmnist"]
-    reported = set(papers.load_table(table_id).dataset) if table_id else None
-    return [n for n in out if reported is None or reported & set(FAMILY[n])]
-
-
-def av_names(s: Studies, table_id: str = None) -> str:
-    """The audio-visual datasets a paper table is compared with, for its title ("avmnist")."""
-    return ", ".join(audio_visual(s, table_id))
-
-
-def _av_tables(s: Studies, tid: str, rows: dict, columns: dict, ours, scale: float = 100.0, digits: int = 1,
-               reference: bool = True, only=None):
-    """paper_vs_ours of table `tid` for each audio-visual dataset it reports (of `only` when
-    given) and each protocol, collapsed, or None; `ours(n, p)` gives our long frame; rows: paper
-    row -> our label, plus "Ours" = the reference form when `reference`; columns: paper column
-    -> ours (avmnist's modality names, renamed per dataset)."""
-    def mapping(n, p):
-        return papers.mapping_for(tid, {**rows, "Ours": s.ref[n, p]} if reference else rows, rb_columns(n, columns),
-                                  FAMILY[n])
-    tables = [papers.paper_vs_ours(ours(n, p), tid, mapping(n, p), our_dataset=f"{n}, {s.label[p]}", scale=scale,
-                                   digits=digits)
-              for n in audio_visual(s, tid) if only is None or n in only for p in s.protocols]
-    return papers.collapse(*tables) if tables else None
+def _avmnist_tables(s: Studies, tid: str, rows: dict, columns: dict, ours, scale: float = 100.0, digits: int = 1):
+    """paper_vs_ours of table `tid` for avmnist under each protocol, collapsed; `ours(p)` gives
+    our long frame; rows: paper row -> our label, plus "Ours" = the reference form."""
+    tables = [papers.paper_vs_ours(ours(p), tid, papers.mapping_for(tid, {**rows, "Ours": s.ref["avmnist", p]},
+                                                                    columns),
+                                   our_dataset=f"avmnist, {s.label[p]}", scale=scale, digits=digits)
+              for p in s.protocols]
+    return papers.collapse(*tables)
 
 
 def paper_probes(s: Studies):
-    """ReconBoost Table 5 (reported) vs ours (audio-visual datasets), or None without one."""
-    return _av_tables(s, "reconboost-table5", _T5_ROWS, {"Audio": "audio", "Visual": "image"},
-                      lambda n, p: long_frame(s.runs[n, p][0], "probe"))
-
-
-def probe_kinds_dataset(s: Studies):
-    """The dataset of Table 15's probes: the first audio-visual one (the paper probes CREMA-D)."""
-    return next(iter(audio_visual(s)), None)
+    """ReconBoost Table 5 (reported) vs ours (avmnist), or None without avmnist."""
+    if "avmnist" not in s.datasets:
+        return None
+    return _avmnist_tables(s, "reconboost-table5", _T5_ROWS, {"Audio": "audio", "Visual": "image"},
+                           lambda p: long_frame(s.runs["avmnist", p][0], "probe"))
 
 
 def probe_kinds(s: Studies, fn) -> Dict[str, pd.DataFrame]:
-    """Table 15: probes of several depths on probe_kinds_dataset per protocol ({protocol: rows of fn})."""
+    """Table 15: probes of several depths on avmnist per protocol ({protocol: rows of fn})."""
     from mmlab.studies import per_model
-    n = probe_kinds_dataset(s)
-    if n is None:
+    if "avmnist" not in s.datasets:
         return {}
-    max_train = RB_PROTOCOLS[s.protocols[0]].specs[n].sizes(s.profile).probe_max_train
-    return {p: per_model(s.runs[n, p][1], fn, [*ANALYSED, s.ref[n, p]], max_train=max_train)
+    max_train = RB_PROTOCOLS[s.protocols[0]].specs["avmnist"].sizes(s.profile).probe_max_train
+    return {p: per_model(s.runs["avmnist", p][1], fn, [*ANALYSED, s.ref["avmnist", p]], max_train=max_train)
             for p in s.protocols}
 
 
@@ -301,13 +278,12 @@ def probe_kinds_table(s: Studies, t15: Dict[str, pd.DataFrame]):
 
 
 def paper_probe_kinds(s: Studies, t15: Dict[str, pd.DataFrame]):
-    """ReconBoost Table 15 (reported) vs ours (probe_kinds_dataset), or None."""
-    n = probe_kinds_dataset(s)
-    if not t15 or n not in audio_visual(s, "reconboost-table15"):
+    """ReconBoost Table 15 (reported) vs ours (avmnist), or None."""
+    if not t15:
         return None
     cols = {f"{pr} {v}": f"{pr} {v}" for pr in ("FC", "FC+Relu+FC", "FC+Relu+FC+Relu+FC") for v in ("Visual", "Audio")}
-    names = {rb_modality(n, "audio"): "Audio", rb_modality(n, "image"): "Visual"}
-    return _av_tables(s, "reconboost-table15", _T5_ROWS, cols, only=(n,), ours=lambda n_, p: pd.DataFrame(
+    names = {"audio": "Audio", "image": "Visual"}
+    return _avmnist_tables(s, "reconboost-table15", _T5_ROWS, cols, lambda p: pd.DataFrame(
         {"method": t15[p].method, "column": t15[p].probe + " " + t15[p].modality.map(names), "seed": t15[p].seed,
          "value": t15[p].acc}))
 
@@ -330,10 +306,13 @@ def _columns(d: pd.DataFrame, cols) -> pd.DataFrame:
 
 
 def paper_mir(s: Studies, mirs: pd.DataFrame):
-    """ReconBoost Table 11 (reported) vs ours (audio-visual datasets), or None."""
-    return _av_tables(s, "reconboost-table11", _T11_ROWS, {"MIR": "MIR", "DMC": "DMC"},
-                      lambda n, p: _columns(mirs[(mirs.dataset == n) & (mirs.protocol == s.label[p])],
-                                            (("MIR", "mir_mul"), ("DMC", "dmc"))), scale=1.0, digits=2)
+    """ReconBoost Table 11 (reported) vs ours (avmnist), or None."""
+    if "avmnist" not in s.datasets:
+        return None
+    av = mirs[mirs.dataset == "avmnist"]
+    return _avmnist_tables(s, "reconboost-table11", _T11_ROWS, {"MIR": "MIR", "DMC": "DMC"},
+                           lambda p: _columns(av[av.protocol == s.label[p]], (("MIR", "mir_mul"), ("DMC", "dmc"))),
+                           scale=1.0, digits=2)
 
 
 def retrieval(s: Studies, fn) -> pd.DataFrame:
@@ -349,15 +328,17 @@ def retrieval_table(ret: pd.DataFrame) -> pd.DataFrame:
 
 
 def paper_retrieval(s: Studies, ret: pd.DataFrame):
-    """ReconBoost Table 7 (reported) vs ours (audio-visual datasets), or None."""
+    """ReconBoost Table 7 (reported) vs ours (avmnist), or None."""
+    if "avmnist" not in s.datasets:
+        return None
+    av = ret[ret.dataset == "avmnist"]
     cols = (("MAP", "overall"), ("Audio MAP", "audio"), ("Visual MAP", "image"))
-    return _av_tables(s, "reconboost-table7", _T7_ROWS, {c: c for c, _ in cols},
-                      lambda n, p: _columns(ret[(ret.dataset == n) & (ret.protocol == s.label[p])],
-                                            [(c, rb_modality(n, m) if m != "overall" else m) for c, m in cols]))
+    return _avmnist_tables(s, "reconboost-table7", _T7_ROWS, {c: c for c, _ in cols},
+                           lambda p: _columns(av[av.protocol == s.label[p]], cols))
 
 
 def tsne_dataset(s: Studies) -> str:
-    return next(iter(audio_visual(s)), s.datasets[0])
+    return "avmnist" if "avmnist" in s.datasets else s.datasets[0]
 
 
 def tsne(s: Studies, fn) -> Dict[str, pd.DataFrame]:
@@ -514,12 +495,17 @@ def sweeps_table(sw: pd.DataFrame) -> pd.DataFrame:
 
 
 def paper_lambda(s: Studies, fused: Dict[tuple, pd.DataFrame]):
-    """ReconBoost Table 16 (reported) vs ours (audio-visual datasets), or None."""
-    def ours(n, p):
-        d = fused[n, p]
+    """ReconBoost Table 16 (reported) vs ours (avmnist), or None."""
+    if "avmnist" not in s.datasets:
+        return None
+    tables = []
+    for p in s.protocols:
+        d = fused["avmnist", p]
         d = d[d.method.str.startswith("lam=")]
-        return pd.DataFrame({"method": d.method, "column": "Acc", "seed": d.seed, "value": d.fused_acc})
-    return _av_tables(s, "reconboost-table16", RB_T16_NAMES, {"Acc": "Acc"}, ours, reference=False)
+        o = pd.DataFrame({"method": d.method, "column": "Acc", "seed": d.seed, "value": d.fused_acc})
+        tables.append(papers.paper_vs_ours(o, "reconboost-table16", papers.mapping_for(
+            "reconboost-table16", RB_T16_NAMES, {"Acc": "Acc"}, ("AVE", "CREMA-D")), our_dataset=f"avmnist, {s.label[p]}"))
+    return papers.collapse(*tables)
 
 
 def grs_order(s: Studies, abl: Dict[tuple, tuple], fused: Dict[tuple, pd.DataFrame]) -> Dict[str, pd.DataFrame]:
@@ -537,14 +523,19 @@ def grs_order(s: Studies, abl: Dict[tuple, tuple], fused: Dict[tuple, pd.DataFra
 
 
 def paper_order(s: Studies, abl: Dict[tuple, tuple]):
-    """ReconBoost Table 13 (AVE, reported) vs ours (audio-visual datasets of AVE's family), or None."""
-    def ours(n, p):
-        d = abl[n, p][0]
+    """ReconBoost Table 13 (AVE, reported) vs ours (avmnist), or None."""
+    if "avmnist" not in s.datasets:
+        return None
+    tables = []
+    for p in s.protocols:
+        d = abl["avmnist", p][0]
         d = d[d.method.isin(["fixed (ours)", "S1 (lowest loss)", "S2 (highest loss)"])]
-        return pd.concat([long_frame(d, "fused_acc", "Overall Acc", dedupe=True),
-                          long_frame(d, "per_modality_acc", {rb_modality(n, m): c for m, c in RB_T13_COLUMNS.items()})])
-    return _av_tables(s, "reconboost-table13", RB_T13_NAMES, {c: c for c in ("Overall Acc", "Audio Acc", "Visual Acc")},
-                      ours, reference=False)
+        o = pd.concat([long_frame(d, "fused_acc", "Overall Acc", dedupe=True),
+                       long_frame(d, "per_modality_acc", RB_T13_COLUMNS)])
+        tables.append(papers.paper_vs_ours(o, "reconboost-table13", papers.mapping_for(
+            "reconboost-table13", RB_T13_NAMES, {c: c for c in ("Overall Acc", "Audio Acc", "Visual Acc")}),
+            our_dataset=f"avmnist, {s.label[p]}"))
+    return papers.collapse(*tables)
 
 
 def ablation_claims(ledger, s: Studies, fused: Dict[tuple, pd.DataFrame]) -> None:
@@ -552,8 +543,7 @@ def ablation_claims(ledger, s: Studies, fused: Dict[tuple, pd.DataFrame]) -> Non
     for (n, p), d in fused.items():
         fam, lp = FAMILY[n], s.label[p]
         lam_support = (papers.comparison("reconboost-table16", "Ours (lambda=1/3)", "Ours (lambda=1)", "Acc", fam)
-                       if rb_role(n) == "avmnist"
-                       else papers.in_figure("reconboost", "Fig. 7", ("CREMA-D", "MOSEI"), fam))
+                       if n == "avmnist" else papers.in_figure("reconboost", "Fig. 7", ("CREMA-D", "MOSEI"), fam))
         ledger.check_supported(
             lam_support, f"{n}-rb-lambda-third-vs-1@{p}", "ReconBoost", "Fig. 7 / Table 16",
             "λ = 1/3 beats λ = 1 (too much disagreement hurts)", n, "acc(λ=1/3) - acc(λ=1)",
