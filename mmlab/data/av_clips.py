@@ -21,7 +21,6 @@ finished shard and never leaves a final file a later load would trust half-writt
 """
 from __future__ import annotations
 
-import os
 from math import gcd
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -30,6 +29,7 @@ import numpy as np
 import torch
 
 from mmlab.data.base import DataFormatError, cached_prepare
+from mmlab.data.sources import user_root
 from mmlab.utils import atomic_torch_save, cache_root, stable_hash
 
 SR, N_FFT, HOP = 22050, 512, 353
@@ -43,11 +43,8 @@ def find_root(dataset: str, data_root: Optional[str], subfolders: Sequence[str],
     """The dataset's folder: data_root or $MMLAB_DATA, or one of its `subfolders`, holding every
     entry of `required` (each a tuple of accepted names); otherwise an error naming the layout and
     the first missing path."""
-    given = data_root or os.environ.get("MMLAB_DATA")
-    if not given:
-        raise FileNotFoundError(f"{dataset} reads a copy you supply: pass data_root=DIR (notebooks: -p data_root "
-                                f"DIR) or set MMLAB_DATA=DIR, DIR holding {layout}")
-    cands = [Path(given)] + [Path(given) / s for s in subfolders]
+    given = user_root(dataset, data_root, layout)
+    cands = [given] + [given / s for s in subfolders]
     for cand in cands:
         if all(pick(cand, names) is not None for names in required):
             return cand

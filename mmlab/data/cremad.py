@@ -40,7 +40,6 @@ from mmlab.data import av_clips
 from mmlab.data.av_clips import HOP, IMAGENET_MEAN, IMAGENET_STD, N_FFT, SR, frames_of  # noqa: F401 (re-exported)
 from mmlab.data.base import (DataFormatError, DatasetInfo, MMData, Splits, check_knob, group_val_split,
                              register_dataset, stratified_val_split)
-from mmlab.utils import stable_hash
 
 EMOTIONS = ("ANG", "DIS", "FEA", "HAP", "NEU", "SAD")
 SECONDS = 3
@@ -82,19 +81,13 @@ def _clip_tensors(root: Path, clips, frames: int, size: int) -> dict:
     return {"audio": audio, "visual": visual}
 
 
-def _content(root: Path, clips) -> str:
-    """What the prepared tensors are made of: the clip names and their files' sizes."""
-    sizes = av_clips.file_sizes(root / "AudioWAV" / f"{c}.wav" for c, _, _ in clips)
-    return stable_hash({"clips": [c for c, _, _ in clips], "sizes": sizes})
-
-
 def prepare(data_root: Optional[str] = None, frames: int = 1, image_size: int = 224, progress: bool = False,
             stop_after: Optional[int] = None) -> dict:
     """Every clip's tensors, built once and cached (mmlab.data.av_clips.sharded_prepare: atomic
     shards, so an interrupted prepare resumes); stop_after=k stops after k new shards (for tests)."""
     root = find_root(data_root)
     clips = list_clips(root)
-    opts = {"content": _content(root, clips), "frames": frames, "image_size": image_size}
+    opts = {"content": av_clips.content_hash(root / "AudioWAV", [c for c, _, _ in clips]), "frames": frames, "image_size": image_size}
     meta = dict(clip=[c for c, _, _ in clips], actor=torch.tensor([a for _, a, _ in clips]),
                 y=torch.tensor([e for _, _, e in clips]))
     return av_clips.sharded_prepare("cremad", opts, clips, lambda part: _clip_tensors(root, part, frames, image_size),

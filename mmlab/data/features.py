@@ -62,18 +62,17 @@ are used as stored (no normalisation). Encoders: a [D] modality -> "mlp", a [T, 
 """
 from __future__ import annotations
 
-import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 
 from mmlab.data.base import (DataFormatError, DatasetInfo, MMData, Splits, cached_prepare, expect,
                              group_val_split, register_dataset, stratified_val_split)
-from mmlab.utils import stable_hash
+from mmlab.data.sources import content_hash, user_root
 
 USER_SUPPLIED = True        # read from a copy you supply (python -m mmlab datasets says so when absent)
 SPLITS = ("train", "val", "test")
@@ -124,20 +123,6 @@ def layout(name: str) -> str:
 
 
 LAYOUT = "; ".join(f"{n}: {layout(n)}" for n in SPECS)
-
-
-def user_root(dataset: str, data_root: Optional[str], layout_text: str) -> Path:
-    """data_root or $MMLAB_DATA; a FileNotFoundError naming the layout and MMLAB_DATA if neither."""
-    given = data_root or os.environ.get("MMLAB_DATA")
-    if not given:
-        raise FileNotFoundError(f"{dataset} reads a copy you supply: pass data_root=DIR (notebooks: -p data_root "
-                                f"DIR) or set MMLAB_DATA=DIR, DIR holding {layout_text}")
-    return Path(given)
-
-
-def content_hash(files: Sequence[Path]) -> str:
-    """What a prepared cache is made of: the files' names, sizes and modification times."""
-    return stable_hash([(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files])
 
 
 def find_source(name: str, data_root: Optional[str] = None, file: Optional[str] = None) -> Tuple[str, List[Path]]:

@@ -36,7 +36,7 @@ import torch
 
 from mmlab.data.base import (DataFormatError, DatasetInfo, MMData, Splits, cached_prepare, check_knob,
                              fit_standardizer, group_val_split, register_dataset)
-from mmlab.data.features import content_hash, user_root
+from mmlab.data.sources import content_hash, user_root, windows
 
 USER_SUPPLIED = True
 WEAK = "gyro"                # the weaker IMU modality alone (chapters name it a priori)
@@ -62,19 +62,6 @@ def load_mat(path: Path, key: str, what: str) -> np.ndarray:
         return np.asarray(m[key], dtype=np.float32)
     except (TypeError, ValueError) as e:
         raise DataFormatError(f"{path}: {key!r} is not numeric ({e}); expected {what}") from None
-
-
-def windows(series: List[np.ndarray], labels, groups, window: int, stride: int):
-    """Every window of every [T, C] series: x [W, window, C], labels [W], groups [W]."""
-    cut, lab, grp = [], [], []
-    for x, c, g in zip(series, labels, groups):
-        starts = range(0, len(x) - window + 1, stride)
-        cut += [x[t:t + window] for t in starts]
-        lab += [c] * len(starts)
-        grp += [g] * len(starts)
-    if not cut:
-        raise ValueError(f"window={window} is longer than every recording; no windows")
-    return torch.from_numpy(np.stack(cut)), torch.tensor(lab, dtype=torch.long), torch.tensor(grp, dtype=torch.long)
 
 
 def standardise(x: dict, fit: torch.Tensor) -> dict:
@@ -122,7 +109,8 @@ def read_recording(path: Path) -> np.ndarray:
 def _read_all(recs, window: int, stride: int, progress: bool) -> dict:
     from tqdm.auto import tqdm
     series = [read_recording(p) for p, _, _ in tqdm(recs, desc="prepare uschad", disable=not progress)]
-    x, y, subject = windows(series, [a for _, _, a in recs], [s for _, s, _ in recs], window, stride)
+    x, y, subject = (torch.from_numpy(a) for a in
+                     windows(series, [a for _, _, a in recs], [s for _, s, _ in recs], window, stride))
     return {"acc": x[..., :3].contiguous(), "gyro": x[..., 3:].contiguous(), "y": y, "subject": subject}
 
 

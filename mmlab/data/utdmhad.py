@@ -38,7 +38,7 @@ import torch
 
 from mmlab.data.base import (DataFormatError, DatasetInfo, MMData, Splits, cached_prepare, check_knob,
                              register_dataset, stratified_val_split)
-from mmlab.data.features import content_hash, user_root
+from mmlab.data.sources import content_hash, user_root
 from mmlab.data.uschad import load_mat, standardise
 
 USER_SUPPLIED = True

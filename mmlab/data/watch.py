@@ -47,6 +47,7 @@ import torch
 
 from mmlab.data.base import (DataFormatError, DatasetInfo, MMData, Splits, cached_prepare, check_knob, expect,
                              fit_standardizer, group_val_split, package_file, register_dataset)
+from mmlab.data.sources import windows
 
 WATCH_PACKAGE, WATCH_FILE = "seglearn", "seglearn/data/watch_dataset.npy"
 ACC, GYRO = ["ax", "ay", "az"], ["wx", "wy", "wz"]
@@ -83,26 +84,13 @@ def load_watch():
     return xs, y.astype(np.int64), subj.astype(np.int64), [str(n) for n in names], chans
 
 
-def _windows(xs, y, subj, window: int, stride: int):
-    """Stack all windows: x [W, window, 6], labels [W], subjects [W]."""
-    cut, lab, grp = [], [], []
-    for x, c, s in zip(xs, y, subj):
-        starts = range(0, len(x) - window + 1, stride)
-        cut += [x[t:t + window] for t in starts]
-        lab += [c] * len(starts)
-        grp += [s] * len(starts)
-    if not cut:
-        raise ValueError(f"window={window} is longer than every recording; no windows")
-    return np.stack(cut), np.array(lab, dtype=np.int64), np.array(grp, dtype=np.int64)
-
-
 def _prepare(opts: dict) -> dict:
     xs, y, subj, names, chans = load_watch()
     known = sorted(set(subj.tolist()))
     if not set(opts["test_subjects"]) < set(known) or len(known) - len(opts["test_subjects"]) < 2:
         raise ValueError(f"test_subjects {opts['test_subjects']} must be a subset of the subjects "
                          f"{known} leaving at least 2 for train and val")
-    x, lab, grp = _windows(xs, y, subj, opts["window"], opts["stride"])
+    x, lab, grp = windows(xs, y, subj, opts["window"], opts["stride"])
     x = torch.from_numpy(x)                                            # [W, window, 6]
     is_test = torch.from_numpy(np.isin(grp, opts["test_subjects"]))
     mean, std = fit_standardizer(x[~is_test], dims=(0, 1))             # per channel [1, 1, 6]
